@@ -1,0 +1,95 @@
+//! The gateway's command line and environment.
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use sluice_core::{kafka::KafkaArgs, telemetry::LogArgs};
+
+/// sluice gateway: validates events posted over HTTP and produces them to Kafka, answering
+/// 202 only after the broker acknowledged every event of the request (acks=all).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "gateway", version, about, long_about = None)]
+pub struct Config {
+    /// Address to serve HTTP on.
+    #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Bearer tokens allowed to post events, comma-separated. Unset: no authentication.
+    /// Keys are compared in constant time and never logged.
+    #[arg(long, env = "GATEWAY_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<ApiKey>,
+
+    /// Largest request body, in bytes, before and after gzip decompression (413 above it).
+    #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most events in one request (413 above it).
+    #[arg(long, env = "GATEWAY_MAX_BATCH_EVENTS", default_value_t = 1000)]
+    pub max_batch_events: usize,
+
+    /// Largest single event as written to Kafka, in bytes (413 above it). Keep it below the
+    /// broker's and topic's message.max.bytes (1048588 by default).
+    #[arg(long, env = "GATEWAY_MAX_EVENT_BYTES", default_value_t = 1_000_000)]
+    pub max_event_bytes: usize,
+
+    /// How long a request may take in all; past it the client gets a 503 listing the ids
+    /// the broker did not confirm.
+    #[arg(long, env = "GATEWAY_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// How long the producer keeps trying to deliver an event (librdkafka message.timeout.ms).
+    /// Must be shorter than --request-timeout, so every answer is a real one.
+    #[arg(long, env = "GATEWAY_PRODUCE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub produce_timeout: Duration,
+
+    /// Cap on the bytes of events produced but not yet acknowledged; requests past it get a
+    /// 503 at once instead of growing memory while the broker is slow.
+    #[arg(long, env = "GATEWAY_MAX_INFLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_inflight_bytes: usize,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl Config {
+    /// Checks what clap cannot: relations between settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.produce_timeout >= self.request_timeout {
+            return Err(format!(
+                "--produce-timeout ({:?}) must be shorter than --request-timeout ({:?}); lower the first or raise the second",
+                self.produce_timeout, self.request_timeout
+            ));
+        }
+        if self.max_event_bytes > self.max_inflight_bytes {
+            return Err("--max-event-bytes must not exceed --max-inflight-bytes".to_owned());
+        }
+        if self.max_batch_events == 0 {
+            return Err("--max-batch-events must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A bearer token. Never printed.
+#[derive(Clone)]
+pub struct ApiKey(pub String);
+
+impl std::str::FromStr for ApiKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let key = s.trim();
+        if key.is_empty() {
+            return Err("an API key must not be empty".to_owned());
+        }
+        Ok(Self(key.to_owned()))
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}

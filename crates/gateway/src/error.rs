@@ -1,0 +1,159 @@
+//! Every error the HTTP API answers with, in one place: `{"error": {"code", "message", ...}}`.
+
+use std::time::Duration;
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+/// Where in the request an offending event stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// Index in the JSON array (0 for a single object).
+    Index(usize),
+    /// Line number in an NDJSON body, from 1.
+    Line(usize),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    InvalidJson { message: String, at: Option<Position> },
+    #[error("{message}")]
+    InvalidEvent { message: String, at: Position },
+    #[error("the request holds no events; send at least one")]
+    EmptyBatch,
+    #[error("missing or invalid API key; send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    #[error("request body is larger than {limit} bytes; split it into smaller requests")]
+    BodyTooLarge { limit: usize },
+    #[error("event is {size} bytes as written to Kafka, the limit is {limit}; make it smaller")]
+    EventTooLarge { size: usize, limit: usize, at: Position },
+    #[error("request holds {count} events, the limit is {limit}; split it into smaller requests")]
+    BatchTooLarge { count: usize, limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the sinkers are behind (consumer lag {lag}); retry after {} s", retry_after.as_secs())]
+    Throttled { lag: u64, retry_after: Duration },
+    #[error("kafka is unavailable: {reason}; nothing was written, retry later")]
+    KafkaUnavailable { reason: String },
+    #[error("the gateway is at its in-flight limit; nothing was written, retry later")]
+    Overloaded,
+    #[error("the broker did not confirm {} of {total} events in time; retry them (resending the whole request is safe)", ids.len())]
+    NotConfirmed { ids: Vec<Uuid>, total: usize },
+    #[error("no such endpoint; see GET /openapi.json")]
+    NotFound,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidJson { .. } | Self::InvalidEvent { .. } | Self::EmptyBatch => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::BodyTooLarge { .. } | Self::EventTooLarge { .. } | Self::BatchTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::KafkaUnavailable { .. } | Self::Overloaded | Self::NotConfirmed { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+
+    /// The stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson { .. } => "invalid_json",
+            Self::InvalidEvent { .. } => "invalid_event",
+            Self::EmptyBatch => "empty_batch",
+            Self::Unauthorized => "unauthorized",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::EventTooLarge { .. } => "event_too_large",
+            Self::BatchTooLarge { .. } => "batch_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Throttled { .. } => "throttled",
+            Self::KafkaUnavailable { .. } => "kafka_unavailable",
+            Self::Overloaded => "overloaded",
+            Self::NotConfirmed { .. } => "not_confirmed",
+            Self::NotFound => "not_found",
+        }
+    }
+
+    fn position(&self) -> Option<Position> {
+        match self {
+            Self::InvalidJson { at, .. } => *at,
+            Self::InvalidEvent { at, .. } | Self::EventTooLarge { at, .. } => Some(*at),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after, .. } => Some(*retry_after),
+            Self::KafkaUnavailable { .. } | Self::Overloaded | Self::NotConfirmed { .. } => {
+                Some(Duration::from_secs(1))
+            }
+            _ => None,
+        }
+    }
+
+    /// The JSON body, without the HTTP framing.
+    pub fn body(&self) -> Value {
+        let mut error = Map::new();
+        error.insert("code".into(), json!(self.code()));
+        error.insert("message".into(), json!(self.to_string()));
+        match self.position() {
+            Some(Position::Index(i)) => {
+                error.insert("index".into(), json!(i));
+            }
+            Some(Position::Line(n)) => {
+                error.insert("line".into(), json!(n));
+            }
+            None => {}
+        }
+        if let Self::NotConfirmed { ids, .. } = self {
+            error.insert("ids".into(), json!(ids));
+        }
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), Json(self.body())).into_response();
+        let headers = response.headers_mut();
+        if let Some(after) = self.retry_after() {
+            let secs = after.as_secs().max(1);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, Self::Unauthorized) {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_carry_code_message_and_position() {
+        let err = ApiError::InvalidEvent { message: "`type` must be a string, got a number".into(), at: Position::Line(3) };
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err.body(),
+            json!({"error": {"code": "invalid_event", "message": "`type` must be a string, got a number", "line": 3}})
+        );
+        let id = Uuid::nil();
+        let err = ApiError::NotConfirmed { ids: vec![id], total: 2 };
+        assert_eq!(err.body()["error"]["ids"], json!([id]));
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+    }
+}

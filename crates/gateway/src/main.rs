@@ -1,0 +1,64 @@
+use std::{process::ExitCode, sync::Arc, time::Duration};
+
+use clap::Parser;
+use gateway::{
+    app::{self, AppState},
+    config::Config,
+    health::{self, Readiness},
+    metrics::Metrics,
+    producer,
+};
+use tokio::sync::Semaphore;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    sluice_core::telemetry::init(&config.log);
+    if let Err(message) = config.validate() {
+        tracing::error!(%message, "invalid configuration");
+        return ExitCode::from(2);
+    }
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "gateway stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    tracing::info!(listen = %config.listen, brokers = %config.kafka.brokers, topic = %config.kafka.topic,
+        api_keys = config.api_keys.len(), kafka_options = ?config.kafka.kafka_options, "gateway starting");
+    let producer = producer::build(&config.kafka, config.produce_timeout, config.max_inflight_bytes)?;
+    let metrics = Metrics::new();
+    let readiness = Readiness::new_unchecked();
+    let state = AppState {
+        config: Arc::new(config.clone()),
+        producer: producer.clone(),
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+        inflight: Arc::new(Semaphore::new(config.max_inflight_bytes.min(Semaphore::MAX_PERMITS))),
+    };
+    let watcher = tokio::spawn(health::watch(
+        producer.clone(),
+        config.kafka.topic.clone(),
+        readiness,
+        metrics,
+        Duration::from_secs(1),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    axum::serve(listener, app::router(state))
+        .with_graceful_shutdown(async {
+            let signal = sluice_core::shutdown::signal().await;
+            tracing::info!(signal, "shutting down: finishing requests in flight");
+        })
+        .await?;
+    watcher.abort();
+    let flush = tokio::task::spawn_blocking(move || producer::flush(&producer, Duration::from_secs(10)));
+    flush.await?;
+    tracing::info!("gateway stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Producing events and waiting for the broker's acknowledgement of every one.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::{
+    error::KafkaError,
+    producer::{FutureProducer, FutureRecord, Producer},
+    types::RDKafkaErrorCode,
+};
+use sluice_core::{kafka::KafkaArgs, Event};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+
+/// An event ready to produce: its id and its record.
+pub struct Outgoing {
+    pub id: Uuid,
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+impl Outgoing {
+    pub fn new(event: &Event) -> Self {
+        let (key, value) = sluice_core::wire::encode(event);
+        Self { id: event.id, key, value }
+    }
+
+    pub fn size(&self) -> usize {
+        self.key.len() + self.value.len()
+    }
+}
+
+/// Builds the producer: acks from every in-sync replica, idempotent, a short linger,
+/// compression, and a delivery timeout shorter than the HTTP request timeout.
+pub fn build(kafka: &KafkaArgs, produce_timeout: Duration, max_inflight_bytes: usize) -> Result<FutureProducer, KafkaError> {
+    let timeout_ms = produce_timeout.as_millis().to_string();
+    // librdkafka's own queue cap is a backstop; the gateway's in-flight semaphore binds first.
+    let queue_kbytes = (max_inflight_bytes.saturating_mul(2) / 1024).max(1024).to_string();
+    kafka
+        .client_config(&[
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("linger.ms", "5"),
+            ("compression.type", "lz4"),
+            ("message.timeout.ms", &timeout_ms),
+            ("queue.buffering.max.kbytes", &queue_kbytes),
+            ("queue.buffering.max.messages", "1000000"),
+            // Same partition for a key as the Java client, so other producers agree with us.
+            ("partitioner", "murmur2_random"),
+            ("client.id", "sluice-gateway"),
+        ])
+        .create()
+}
+
+/// Produces every event and waits, until `deadline` at the latest, for the broker to confirm
+/// them. Returns the ids that were NOT confirmed (empty: all of them were).
+pub async fn produce_all(
+    producer: &FutureProducer,
+    topic: &str,
+    events: &[Outgoing],
+    deadline: Instant,
+    metrics: &Metrics,
+) -> Vec<Uuid> {
+    let mut pending = Vec::with_capacity(events.len());
+    let mut unconfirmed = Vec::new();
+    for event in events {
+        let record = FutureRecord::to(topic).key(&event.key).payload(&event.value);
+        match producer.send_result(record) {
+            Ok(delivery) => pending.push((event.id, delivery)),
+            Err((error, _)) => {
+                let reason = if matches!(error, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) {
+                    "queue_full"
+                } else {
+                    "enqueue_error"
+                };
+                tracing::warn!(%error, id = %event.id, "event could not be queued for kafka");
+                metrics.delivery_failures.with_label_values(&[reason]).inc();
+                unconfirmed.push(event.id);
+            }
+        }
+    }
+    let (ids, deliveries): (Vec<Uuid>, Vec<_>) = pending.into_iter().unzip();
+    match tokio::time::timeout_at(deadline, join_all(deliveries)).await {
+        Ok(results) => {
+            for (id, result) in ids.into_iter().zip(results) {
+                match result {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((error, _))) => {
+                        tracing::warn!(%error, %id, "kafka did not confirm an event");
+                        metrics.delivery_failures.with_label_values(&["delivery_error"]).inc();
+                        unconfirmed.push(id);
+                    }
+                    Err(_canceled) => {
+                        metrics.delivery_failures.with_label_values(&["canceled"]).inc();
+                        unconfirmed.push(id);
+                    }
+                }
+            }
+        }
+        Err(_elapsed) => {
+            // The producer may still deliver these; the client is told they are unconfirmed
+            // and may resend them: ids make the resend harmless.
+            metrics.delivery_failures.with_label_values(&["timeout"]).inc_by(ids.len() as u64);
+            unconfirmed.extend(ids);
+        }
+    }
+    unconfirmed
+}
+
+/// Flushes what is still queued, for shutdown.
+pub fn flush(producer: &FutureProducer, timeout: Duration) {
+    if let Err(error) = producer.flush(timeout) {
+        tracing::error!(%error, in_flight = producer.in_flight_count(), "producer flush did not finish");
+    }
+}

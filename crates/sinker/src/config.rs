@@ -1,0 +1,124 @@
+//! The sinker's command line and environment.
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+use clap::{Parser, Subcommand};
+use sluice_core::{kafka::KafkaArgs, secret::redact_url, telemetry::LogArgs};
+
+/// sluice sinker: consumes events from Kafka in a consumer group and writes them into
+/// PostgreSQL in batches, exactly once per event id. Offsets are stored in the same database
+/// transaction as the rows (compare-and-set), and committed to Kafka only after it.
+#[derive(Parser, Clone)]
+#[command(name = "sinker", version, about, long_about = None)]
+pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Consumer group; run more sinkers with the same group to share the partitions.
+    #[arg(long, env = "SINKER_GROUP", default_value = "sinker")]
+    pub group: String,
+
+    /// PostgreSQL URL, e.g. postgres://user:password@host:5432/db?sslmode=require.
+    /// The password is never logged.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// Most rows in one batch (one INSERT, one transaction).
+    #[arg(long, env = "SINKER_BATCH_SIZE", default_value_t = 500)]
+    pub batch_size: usize,
+
+    /// Most record bytes in one batch.
+    #[arg(long, env = "SINKER_BATCH_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub batch_bytes: usize,
+
+    /// Longest a record waits for its batch to fill (humantime: 200ms, 1s).
+    #[arg(long, env = "SINKER_BATCH_TIMEOUT", default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub batch_timeout: Duration,
+
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "SINKER_METRICS_LISTEN", default_value = "127.0.0.1:9091")]
+    pub metrics_listen: SocketAddr,
+
+    /// Topic for records that cannot become rows. Default: <topic>.dlq. Created when missing.
+    #[arg(long, env = "SINKER_DLQ_TOPIC")]
+    pub dlq_topic: Option<String>,
+
+    /// Largest record value accepted, in bytes; larger ones go to the dead-letter topic.
+    #[arg(long, env = "SINKER_MAX_EVENT_BYTES", default_value_t = 1_000_000)]
+    pub max_event_bytes: usize,
+
+    /// Records buffered per partition before the partition is paused (bounds memory while
+    /// the database is slow or down).
+    #[arg(long, env = "SINKER_MAX_BUFFERED_RECORDS", default_value_t = 5000)]
+    pub max_buffered_records: usize,
+
+    /// Database connections in the pool (partitions are written in parallel, up to this many).
+    #[arg(long, env = "SINKER_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+
+    /// PostgreSQL lock_timeout for the sinker's sessions: a batch waiting longer for a lock
+    /// fails, is retried, and counts as contention.
+    #[arg(long, env = "SINKER_DB_LOCK_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub db_lock_timeout: Duration,
+
+    /// PostgreSQL statement_timeout for the sinker's sessions.
+    #[arg(long, env = "SINKER_DB_STATEMENT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub db_statement_timeout: Duration,
+
+    /// On revoke or shutdown, how long to keep trying to write what is buffered before leaving
+    /// it to the next owner (nothing is lost: it was not committed).
+    #[arg(long, env = "SINKER_DRAIN_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Apply the database migrations and exit (the sinker also applies them at start).
+    Migrate,
+}
+
+impl Config {
+    pub fn dlq_topic(&self) -> String {
+        self.dlq_topic.clone().unwrap_or_else(|| format!("{}.dlq", self.kafka.topic))
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch_size == 0 {
+            return Err("--batch-size must be at least 1".to_owned());
+        }
+        if self.batch_bytes < self.max_event_bytes {
+            return Err("--batch-bytes must be at least --max-event-bytes, or a large event could never be written".to_owned());
+        }
+        if self.max_buffered_records < self.batch_size {
+            return Err("--max-buffered-records must be at least --batch-size".to_owned());
+        }
+        if self.dlq_topic() == self.kafka.topic {
+            return Err("--dlq-topic must differ from --topic".to_owned());
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("kafka", &self.kafka)
+            .field("group", &self.group)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("batch_size", &self.batch_size)
+            .field("batch_bytes", &self.batch_bytes)
+            .field("batch_timeout", &self.batch_timeout)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("dlq_topic", &self.dlq_topic())
+            .field("max_event_bytes", &self.max_event_bytes)
+            .field("max_buffered_records", &self.max_buffered_records)
+            .field("db_pool_size", &self.db_pool_size)
+            .finish_non_exhaustive()
+    }
+}

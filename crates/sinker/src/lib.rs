@@ -1,0 +1,20 @@
+//! sluice sinker: Kafka in, PostgreSQL out, exactly one row per event id. See ARCHITECTURE.md.
+//!
+//! - [`config`]: flags and environment; [`run`]: wiring;
+//! - [`consumer`]: the poll thread and rebalance callbacks;
+//! - [`sink`]: the dispatcher loop; [`partition`]: one worker per partition;
+//! - [`batch`]: the batching policy; [`store`]: SQL and error classification;
+//! - [`dlq`]: dead letters; [`metrics`], [`http`]; [`backoff`]; [`failpoint`] (tests).
+
+pub mod backoff;
+pub mod batch;
+pub mod config;
+pub mod consumer;
+pub mod dlq;
+pub mod failpoint;
+pub mod http;
+pub mod metrics;
+pub mod partition;
+pub mod run;
+pub mod sink;
+pub mod store;

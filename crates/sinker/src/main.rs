@@ -1,0 +1,42 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use sinker::config::{Command, Config};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    sluice_core::telemetry::init(&config.log);
+    if let Err(message) = config.validate() {
+        tracing::error!(%message, "invalid configuration");
+        return ExitCode::from(2);
+    }
+    let result = match config.command {
+        Some(Command::Migrate) => migrate(&config).await,
+        None => {
+            let shutdown = CancellationToken::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                let signal = sluice_core::shutdown::signal().await;
+                tracing::info!(signal, "shutting down: writing what is buffered, then leaving the group");
+                trigger.cancel();
+            });
+            sinker::run::run(config, shutdown).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "sinker stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let store = sinker::run::store(config)?;
+    store.migrate().await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}

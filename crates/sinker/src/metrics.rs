@@ -1,0 +1,150 @@
+//! The sinker's Prometheus metrics. Base units, `_total` on counters; the only unbounded-looking
+//! labels are topic and partition of partitions this process owns (removed on revoke).
+
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec,
+};
+use sluice_core::RejectReason;
+
+use crate::store::ErrorKind;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub consumer_lag: IntGaugeVec,
+    pub consumer_lag_seconds: GaugeVec,
+    pub rows_inserted: IntCounter,
+    pub duplicates_skipped: IntCounter,
+    pub dlq_messages: IntCounterVec,
+    pub batch_rows: Histogram,
+    pub batch_commit_seconds: Histogram,
+    pub db_errors: IntCounterVec,
+    pub rebalances: IntCounter,
+    pub offset_conflicts: IntCounter,
+    pub offset_resets: IntCounter,
+    pub kafka_commit_failures: IntCounter,
+    pub partitions_assigned: IntGauge,
+    pub partitions_paused: IntGauge,
+    pub batch_target_rows: IntGauge,
+}
+
+macro_rules! register {
+    ($registry:expr, $($metric:expr),+ $(,)?) => {
+        $( $registry.register(Box::new($metric.clone())).expect("metric names are unique"); )+
+    };
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let partition_labels = &["topic", "partition"];
+        let m = Self {
+            consumer_lag: IntGaugeVec::new(
+                Opts::new("sinker_consumer_lag", "Records behind the high watermark (not yet written) per owned partition."),
+                partition_labels,
+            )
+            .expect("valid metric"),
+            consumer_lag_seconds: GaugeVec::new(
+                Opts::new(
+                    "sinker_consumer_lag_seconds",
+                    "Age of the oldest record not yet written, per owned partition (record timestamps); 0 when caught up.",
+                ),
+                partition_labels,
+            )
+            .expect("valid metric"),
+            rows_inserted: IntCounter::new("sinker_rows_inserted_total", "Rows inserted into the events table.")
+                .expect("valid metric"),
+            duplicates_skipped: IntCounter::new(
+                "sinker_duplicates_skipped_total",
+                "Valid records whose id was already in the table (replays, client retries).",
+            )
+            .expect("valid metric"),
+            dlq_messages: IntCounterVec::new(
+                Opts::new("sinker_dlq_messages_total", "Records sent to the dead-letter topic, by reason."),
+                &["reason"],
+            )
+            .expect("valid metric"),
+            batch_rows: Histogram::with_opts(
+                HistogramOpts::new("sinker_batch_rows", "Records per written batch.")
+                    .buckets(exponential_buckets(1.0, 2.0, 15).expect("valid buckets")),
+            )
+            .expect("valid metric"),
+            batch_commit_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "sinker_batch_commit_seconds",
+                    "Time to write one batch: begin, fence, insert, commit.",
+                )
+                .buckets(exponential_buckets(0.001, 2.0, 15).expect("valid buckets")),
+            )
+            .expect("valid metric"),
+            db_errors: IntCounterVec::new(
+                Opts::new(
+                    "sinker_db_errors_total",
+                    "Database errors by kind (connection, contention, timeout, rejected, fatal).",
+                ),
+                &["kind"],
+            )
+            .expect("valid metric"),
+            rebalances: IntCounter::new("sinker_rebalances_total", "Partition assignments and revocations seen.")
+                .expect("valid metric"),
+            offset_conflicts: IntCounter::new(
+                "sinker_offset_conflicts_total",
+                "Batches refused by the offset compare-and-set: another owner had written further.",
+            )
+            .expect("valid metric"),
+            offset_resets: IntCounter::new(
+                "sinker_offset_resets_total",
+                "Times a partition's position was out of range and auto.offset.reset applied.",
+            )
+            .expect("valid metric"),
+            kafka_commit_failures: IntCounter::new(
+                "sinker_kafka_commit_failures_total",
+                "Kafka offset commits that failed (the database keeps the true position).",
+            )
+            .expect("valid metric"),
+            partitions_assigned: IntGauge::new("sinker_partitions_assigned", "Partitions this process owns.")
+                .expect("valid metric"),
+            partitions_paused: IntGauge::new(
+                "sinker_partitions_paused",
+                "Owned partitions paused because their buffer is full (database slow or down).",
+            )
+            .expect("valid metric"),
+            batch_target_rows: IntGauge::new("sinker_batch_target_rows", "Current target rows per batch.")
+                .expect("valid metric"),
+            registry,
+        };
+        register!(
+            m.registry,
+            m.consumer_lag,
+            m.consumer_lag_seconds,
+            m.rows_inserted,
+            m.duplicates_skipped,
+            m.dlq_messages,
+            m.batch_rows,
+            m.batch_commit_seconds,
+            m.db_errors,
+            m.rebalances,
+            m.offset_conflicts,
+            m.offset_resets,
+            m.kafka_commit_failures,
+            m.partitions_assigned,
+            m.partitions_paused,
+            m.batch_target_rows,
+        );
+        // Export every label value from the start, so rates work before the first event.
+        for reason in RejectReason::ALL {
+            m.dlq_messages.with_label_values(&[reason.code()]);
+        }
+        for kind in ErrorKind::ALL {
+            m.db_errors.with_label_values(&[kind.label()]);
+        }
+        m
+    }
+
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        let p = partition.to_string();
+        let _ = self.consumer_lag.remove_label_values(&[topic, &p]);
+        let _ = self.consumer_lag_seconds.remove_label_values(&[topic, &p]);
+    }
+}

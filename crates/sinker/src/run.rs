@@ -1,0 +1,161 @@
+//! Wiring: database, dead-letter topic, metrics server, consumer, poll thread, dispatcher.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use rdkafka::consumer::Consumer;
+use sluice_core::secret::redact_url;
+use tokio::{runtime::Handle, sync::mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    backoff::Backoff,
+    batch::BatchPolicy,
+    config::Config,
+    consumer::{poll_loop, SinkConsumer, SinkContext},
+    dlq::DeadLetters,
+    http::{self, Health},
+    metrics::Metrics,
+    partition::Shared,
+    sink::Dispatcher,
+    store::{SessionSettings, Store},
+};
+
+pub fn store(config: &Config) -> anyhow::Result<Store> {
+    Store::connect_lazy(
+        &config.database_url,
+        SessionSettings {
+            pool_size: config.db_pool_size,
+            lock_timeout: config.db_lock_timeout,
+            statement_timeout: config.db_statement_timeout,
+        },
+    )
+    .with_context(|| format!("invalid --database-url {}", redact_url(&config.database_url)))
+}
+
+/// Retries `op` with backoff until it succeeds or shutdown is requested.
+async fn until_ok<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut op: impl FnMut() -> F,
+) -> Option<T> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        match op().await {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, retry_in = ?delay, "{what} failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    tracing::info!(config = ?config, "sinker starting");
+    let store = store(&config)?;
+    if until_ok("applying migrations", &shutdown, || store.migrate()).await.is_none() {
+        return Ok(());
+    }
+    let metrics = Metrics::new();
+    metrics.batch_target_rows.set(config.batch_size as i64);
+    let health = Arc::new(Health::default());
+    let server = tokio::spawn(http::serve(config.metrics_listen, http::router(metrics.clone(), health.clone()), shutdown.clone()));
+
+    let dlq = DeadLetters::new(&config.kafka, config.dlq_topic())?;
+    if until_ok("creating the dead-letter topic", &shutdown, || dlq.ensure_topic(&config.kafka)).await.is_none() {
+        return Ok(());
+    }
+    tokio::spawn(watch_database(store.clone(), health.clone(), shutdown.clone()));
+
+    let (events_tx, events_rx) = mpsc::channel(4096);
+    let context = SinkContext {
+        topic: config.kafka.topic.clone(),
+        events: events_tx,
+        store: store.clone(),
+        runtime: Handle::current(),
+        metrics: metrics.clone(),
+        high_watermarks: Default::default(),
+        revoke_wait: config.drain_timeout + Duration::from_secs(10),
+        closing: AtomicBool::new(false),
+    };
+    let high_watermarks = context.high_watermarks.clone();
+    let consumer: SinkConsumer = config
+        .kafka
+        .client_config(&[
+            ("group.id", &config.group),
+            ("client.id", "sluice-sinker"),
+            // We manage offsets ourselves: the database holds them, Kafka gets a copy after.
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("statistics.interval.ms", "1000"),
+            // Bounds prefetch memory per partition; the worker buffers bound the rest.
+            ("queued.max.messages.kbytes", "16384"),
+            ("isolation.level", "read_committed"),
+        ])
+        .create_with_context(context)
+        .context("could not create the kafka consumer; check --brokers and --kafka-option")?;
+    consumer.subscribe(&[&config.kafka.topic]).context("could not subscribe to the topic")?;
+    health.consuming.store(true, Ordering::SeqCst);
+    let consumer = Arc::new(consumer);
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (consumer, stop) = (consumer.clone(), stop.clone());
+        std::thread::Builder::new().name("kafka-poll".into()).spawn(move || poll_loop(consumer, stop))?
+    };
+
+    let shared = Arc::new(Shared {
+        topic: config.kafka.topic.clone(),
+        store,
+        dlq,
+        consumer: consumer.clone(),
+        metrics,
+        policy: BatchPolicy { max_rows: config.batch_size, max_bytes: config.batch_bytes, max_age: config.batch_timeout },
+        max_event_bytes: config.max_event_bytes,
+    });
+    let dispatcher = Dispatcher::new(shared, high_watermarks, config.max_buffered_records, config.drain_timeout);
+    tracing::info!(topic = %config.kafka.topic, group = %config.group, "consuming");
+    dispatcher.run(events_rx, shutdown.clone()).await;
+
+    // Leave the group from the poll thread, which also closes the consumer.
+    health.consuming.store(false, Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    drop(consumer);
+    tokio::task::spawn_blocking(move || poller.join()).await?.map_err(|_| anyhow::anyhow!("the poll thread panicked"))?;
+    shutdown.cancel();
+    server.await??;
+    tracing::info!("sinker stopped cleanly");
+    Ok(())
+}
+
+async fn watch_database(store: Store, health: Arc<Health>, shutdown: CancellationToken) {
+    let mut last = None;
+    loop {
+        let ok = tokio::time::timeout(Duration::from_secs(2), store.ping()).await.is_ok_and(|r| r.is_ok());
+        health.database_ok.store(ok, Ordering::SeqCst);
+        if last != Some(ok) {
+            if ok {
+                tracing::info!("database reachable");
+            } else {
+                tracing::warn!("database unreachable; writes are retried and partitions pause as buffers fill");
+            }
+            last = Some(ok);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The dispatcher: one async loop, one `select!` over shutdown, poll events and a tick. It
+//! routes records to partition workers, starts and stops workers on rebalances, pauses
+//! partitions whose buffer is full and resumes them when it drains, and keeps the lag gauges.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use rdkafka::{consumer::Consumer, Message, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    consumer::{commit_sync, HighWatermarks, PollEvent},
+    partition::{PartitionState, PartitionWorker, Shared, WorkerInput},
+};
+
+struct Worker {
+    inbox: mpsc::UnboundedSender<WorkerInput>,
+    state: Arc<PartitionState>,
+    abandon: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    paused: bool,
+}
+
+pub struct Dispatcher {
+    pub shared: Arc<Shared>,
+    pub high_watermarks: HighWatermarks,
+    pub max_buffered: usize,
+    pub drain_timeout: Duration,
+    workers: HashMap<i32, Worker>,
+    refreshing_watermarks: Arc<AtomicBool>,
+}
+
+impl Dispatcher {
+    pub fn new(shared: Arc<Shared>, high_watermarks: HighWatermarks, max_buffered: usize, drain_timeout: Duration) -> Self {
+        Self {
+            shared,
+            high_watermarks,
+            max_buffered,
+            drain_timeout,
+            workers: HashMap::new(),
+            refreshing_watermarks: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Runs until shutdown or until the poll thread is gone; then drains every partition and
+    /// commits what was written.
+    pub async fn run(mut self, mut events: mpsc::Receiver<PollEvent>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                event = events.recv() => match event {
+                    Some(PollEvent::Message(msg)) => self.route(msg),
+                    Some(PollEvent::Assigned(partitions)) => self.start(partitions),
+                    Some(PollEvent::Revoked { partitions, lost, ack }) => {
+                        let written = self.stop(&partitions, lost).await;
+                        let _ = ack.send(written);
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    ticks += 1;
+                    self.resume_drained();
+                    if ticks % 10 == 0 {
+                        self.update_lag();
+                    }
+                }
+            }
+        }
+        let owned: Vec<i32> = self.workers.keys().copied().collect();
+        tracing::info!(partitions = ?owned, "draining partitions before exit");
+        let written = self.stop(&owned, false).await;
+        let consumer = self.shared.consumer.clone();
+        let topic = self.shared.topic.clone();
+        let _ = tokio::task::spawn_blocking(move || commit_sync(&consumer, &topic, &written)).await;
+    }
+
+    fn route(&mut self, msg: rdkafka::message::OwnedMessage) {
+        let partition = msg.partition();
+        let Some(worker) = self.workers.get_mut(&partition) else {
+            tracing::debug!(partition, offset = msg.offset(), "record for a partition not owned; dropped");
+            return;
+        };
+        let buffered = worker.state.buffered.fetch_add(1, Ordering::SeqCst) + 1;
+        if worker.inbox.send(WorkerInput::Record(msg)).is_err() {
+            worker.state.buffered.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        if buffered >= self.max_buffered && !worker.paused {
+            if pause_or_resume(&self.shared, partition, true) {
+                worker.paused = true;
+                self.shared.metrics.partitions_paused.inc();
+                tracing::info!(partition, buffered, "partition paused: its buffer is full (the database is slow or down)");
+            }
+        }
+    }
+
+    fn resume_drained(&mut self) {
+        let low = self.max_buffered / 2;
+        for (&partition, worker) in &mut self.workers {
+            if worker.paused && worker.state.buffered.load(Ordering::SeqCst) <= low && pause_or_resume(&self.shared, partition, false) {
+                worker.paused = false;
+                self.shared.metrics.partitions_paused.dec();
+                tracing::info!(partition, "partition resumed");
+            }
+        }
+    }
+
+    fn start(&mut self, partitions: Vec<(i32, Option<i64>)>) {
+        for (partition, start) in partitions {
+            let (inbox, rx) = mpsc::unbounded_channel();
+            let state = Arc::new(PartitionState::default());
+            let abandon = CancellationToken::new();
+            let worker = PartitionWorker::new(partition, start, self.shared.clone(), state.clone(), rx, abandon.clone());
+            let task = tokio::spawn(worker.run());
+            if let Some(old) = self.workers.insert(partition, Worker { inbox, state, abandon, task, paused: false }) {
+                tracing::error!(partition, "partition assigned twice; stopping the old worker");
+                old.abandon.cancel();
+            }
+        }
+        self.shared.metrics.partitions_assigned.set(self.workers.len() as i64);
+    }
+
+    /// Stops the workers of these partitions: each writes what it holds (for at most the
+    /// drain timeout) unless `lost`. Returns each partition's written next offset.
+    async fn stop(&mut self, partitions: &[i32], lost: bool) -> Vec<(i32, i64)> {
+        let mut replies = Vec::new();
+        for partition in partitions {
+            let Some(worker) = self.workers.remove(partition) else { continue };
+            if worker.paused {
+                self.shared.metrics.partitions_paused.dec();
+            }
+            self.shared.metrics.forget_partition(&self.shared.topic, *partition);
+            let (reply, answer) = oneshot::channel();
+            if lost {
+                worker.abandon.cancel();
+            } else {
+                let abandon = worker.abandon.clone();
+                let grace = self.drain_timeout;
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    abandon.cancel();
+                });
+            }
+            let _ = worker.inbox.send(WorkerInput::Stop { drop_pending: lost, reply });
+            replies.push((*partition, answer, worker.task));
+        }
+        self.shared.metrics.partitions_assigned.set(self.workers.len() as i64);
+        let mut written = Vec::new();
+        for (partition, answer, task) in replies {
+            match tokio::time::timeout(self.drain_timeout + Duration::from_secs(5), answer).await {
+                Ok(Ok(Some(offset))) => written.push((partition, offset)),
+                Ok(Ok(None)) => {}
+                _ => tracing::warn!(partition, "partition worker did not answer in time"),
+            }
+            task.abort();
+        }
+        written
+    }
+
+    fn update_lag(&self) {
+        let topic = &self.shared.topic;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let watermarks = self.high_watermarks.lock().map(|m| m.clone()).unwrap_or_default();
+        for (&partition, worker) in &self.workers {
+            let written = worker.state.written.load(Ordering::SeqCst);
+            let Some(&high) = watermarks.get(&partition) else { continue };
+            if written < 0 {
+                continue;
+            }
+            let lag = (high - written).max(0);
+            let labels = [topic.as_str(), &partition.to_string()];
+            self.shared.metrics.consumer_lag.with_label_values(&labels).set(lag);
+            let seconds = self.shared.metrics.consumer_lag_seconds.with_label_values(&labels);
+            let oldest = worker.state.oldest_unwritten_ms.load(Ordering::SeqCst);
+            if lag == 0 {
+                seconds.set(0.0);
+            } else if oldest > 0 {
+                seconds.set(((now_ms - oldest).max(0) as f64) / 1000.0);
+            }
+        }
+        self.refresh_paused_watermarks();
+    }
+
+    /// librdkafka stops updating a paused partition's high watermark (librdkafka#4996): ask
+    /// the broker directly for those, off the async threads, one refresh at a time.
+    fn refresh_paused_watermarks(&self) {
+        let paused: Vec<i32> = self.workers.iter().filter(|(_, w)| w.paused).map(|(p, _)| *p).collect();
+        if paused.is_empty() || self.refreshing_watermarks.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let consumer = self.shared.consumer.clone();
+        let topic = self.shared.topic.clone();
+        let map = self.high_watermarks.clone();
+        let flag = self.refreshing_watermarks.clone();
+        tokio::task::spawn_blocking(move || {
+            for partition in paused {
+                if let Ok((_, high)) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(1)) {
+                    if let Ok(mut m) = map.lock() {
+                        m.insert(partition, high);
+                    }
+                }
+            }
+            flag.store(false, Ordering::SeqCst);
+        });
+    }
+}
+
+fn pause_or_resume(shared: &Shared, partition: i32, pause: bool) -> bool {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&shared.topic, partition);
+    let result = if pause { shared.consumer.pause(&tpl) } else { shared.consumer.resume(&tpl) };
+    match result {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(%error, partition, pause, "could not change the partition's fetch state");
+            false
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! PostgreSQL: the `events` table, the `sink_offsets` fence, and error classification.
+//!
+//! Architecture invariant: a batch's rows and its partition's `next_offset` are written in one
+//! transaction, and `next_offset` only moves forward (compare-and-set). Everything below
+//! `next_offset` is in `events` or in the dead-letter topic.
+
+use std::{collections::HashMap, str::FromStr, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sluice_core::Event;
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgConnection, PgPool,
+};
+use uuid::Uuid;
+
+/// Embedded migrations from the repository's `migrations/` folder.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+/// Session settings for the sinker's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    pub pool_size: u32,
+    pub lock_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+impl Store {
+    /// Builds the pool. Connections are opened lazily, so a database that is down at start
+    /// delays the first write instead of killing the process.
+    pub fn connect_lazy(url: &str, settings: SessionSettings) -> Result<Self, sqlx::Error> {
+        let lock = format!("{}ms", settings.lock_timeout.as_millis());
+        let statement = format!("{}ms", settings.statement_timeout.as_millis());
+        let options = PgConnectOptions::from_str(url)?.application_name("sluice-sinker").options([
+            ("lock_timeout", lock.as_str()),
+            ("statement_timeout", statement.as_str()),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.pool_size)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        MIGRATOR.run(&self.pool).await
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+
+    /// The stored next offsets of these partitions (absent: never written).
+    pub async fn load_offsets(&self, topic: &str, partitions: &[i32]) -> Result<HashMap<i32, i64>, sqlx::Error> {
+        let rows: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT partition, next_offset FROM sink_offsets WHERE topic = $1 AND partition = ANY($2)",
+        )
+        .bind(topic)
+        .bind(partitions)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+}
+
+/// The outcome of moving a partition's fence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// The stored offset was at or before `from`; it is now `to` (in this transaction).
+    Advanced,
+    /// Someone else already wrote past `from`: this writer is stale for this range.
+    Conflict { stored: i64 },
+}
+
+/// Compare-and-set of `sink_offsets`: succeeds only if the stored next offset is `from` or
+/// older. Run it first in the transaction: it takes the row lock that serializes writers of
+/// the same partition.
+pub async fn advance_offset(
+    conn: &mut PgConnection,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    to: i64,
+) -> Result<Fence, sqlx::Error> {
+    debug_assert!(from <= to, "a batch covers [from, to)");
+    let advanced: Option<(i64,)> = sqlx::query_as(
+        "INSERT INTO sink_offsets AS s (topic, partition, next_offset, updated_at)
+         VALUES ($1, $2, $3, now())
+         ON CONFLICT (topic, partition) DO UPDATE
+            SET next_offset = EXCLUDED.next_offset, updated_at = now()
+          WHERE s.next_offset <= $4
+         RETURNING next_offset",
+    )
+    .bind(topic)
+    .bind(partition)
+    .bind(to)
+    .bind(from)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if advanced.is_some() {
+        return Ok(Fence::Advanced);
+    }
+    let (stored,): (i64,) =
+        sqlx::query_as("SELECT next_offset FROM sink_offsets WHERE topic = $1 AND partition = $2")
+            .bind(topic)
+            .bind(partition)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(Fence::Conflict { stored })
+}
+
+/// Inserts events in one statement, whatever their number (one array per column, so no
+/// parameter limit). Existing ids are skipped. Returns how many rows were inserted.
+pub async fn insert_events(conn: &mut PgConnection, events: &[&Event]) -> Result<u64, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let mut ids: Vec<Uuid> = Vec::with_capacity(events.len());
+    let mut types: Vec<&str> = Vec::with_capacity(events.len());
+    let mut keys: Vec<Option<&str>> = Vec::with_capacity(events.len());
+    let mut ts: Vec<DateTime<Utc>> = Vec::with_capacity(events.len());
+    let mut received: Vec<DateTime<Utc>> = Vec::with_capacity(events.len());
+    let mut data: Vec<Value> = Vec::with_capacity(events.len());
+    for e in events {
+        ids.push(e.id);
+        types.push(&e.event_type);
+        keys.push(e.key.as_deref());
+        ts.push(e.ts);
+        received.push(e.received_at);
+        data.push(Value::Object(e.data.clone()));
+    }
+    let result = sqlx::query(
+        "INSERT INTO events (id, type, key, ts, received_at, data)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::jsonb[])
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(&types)
+    .bind(&keys)
+    .bind(&ts)
+    .bind(&received)
+    .bind(&data)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Inserts events, isolating the ones PostgreSQL refuses for a permanent reason: each chunk
+/// runs under a savepoint; a refused chunk is halved until the refused rows stand alone.
+/// Returns the inserted count and the refused events' indexes with the database's reason.
+/// A transient error aborts the whole attempt.
+pub async fn insert_isolating(
+    conn: &mut PgConnection,
+    events: &[&Event],
+) -> Result<(u64, Vec<(usize, String)>), sqlx::Error> {
+    let mut inserted = 0;
+    let mut refused = Vec::new();
+    // Ranges still to try, last one on top; pushed in reverse so rows go in order.
+    let mut todo = vec![(0, events.len())];
+    while let Some((start, end)) = todo.pop() {
+        if start == end {
+            continue;
+        }
+        sqlx::query("SAVEPOINT chunk").execute(&mut *conn).await?;
+        match insert_events(conn, &events[start..end]).await {
+            Ok(n) => {
+                sqlx::query("RELEASE SAVEPOINT chunk").execute(&mut *conn).await?;
+                inserted += n;
+            }
+            Err(error) if classify(&error) == ErrorKind::Rejected => {
+                sqlx::query("ROLLBACK TO SAVEPOINT chunk").execute(&mut *conn).await?;
+                sqlx::query("RELEASE SAVEPOINT chunk").execute(&mut *conn).await?;
+                if end - start == 1 {
+                    refused.push((start, database_message(&error)));
+                } else {
+                    let mid = start + (end - start) / 2;
+                    todo.push((mid, end));
+                    todo.push((start, mid));
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok((inserted, refused))
+}
+
+/// What a database error means for the sinker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The connection or server is gone or restarting: retry the same batch later.
+    Connection,
+    /// Lock timeout, deadlock, serialization failure: retry, and make batches smaller.
+    Contention,
+    /// Statement timeout or cancellation: retry.
+    Timeout,
+    /// The data itself is refused (class 22 data exception, 23 integrity, 54 limits):
+    /// isolate the offending rows and dead-letter them.
+    Rejected,
+    /// The schema or permissions are wrong (class 42, 28, 3D, ...): nothing a retry of
+    /// the data fixes; keep retrying so an operator can fix it, and say so loudly.
+    Fatal,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 5] = [Self::Connection, Self::Contention, Self::Timeout, Self::Rejected, Self::Fatal];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Connection => "connection",
+            Self::Contention => "contention",
+            Self::Timeout => "timeout",
+            Self::Rejected => "rejected",
+            Self::Fatal => "fatal",
+        }
+    }
+}
+
+/// Classifies by SQLSTATE; errors without one (I/O, TLS, pool) are connection errors.
+pub fn classify(error: &sqlx::Error) -> ErrorKind {
+    match error {
+        sqlx::Error::Database(db) => classify_sqlstate(db.code().as_deref().unwrap_or("")),
+        sqlx::Error::Configuration(_) | sqlx::Error::Migrate(_) => ErrorKind::Fatal,
+        _ => ErrorKind::Connection,
+    }
+}
+
+pub fn classify_sqlstate(code: &str) -> ErrorKind {
+    match code {
+        "40001" | "40P01" | "55P03" => ErrorKind::Contention,
+        "57014" => ErrorKind::Timeout,
+        c if c.starts_with("22") || c.starts_with("23") || c.starts_with("54") => ErrorKind::Rejected,
+        c if c.starts_with("08") || c.starts_with("57") || c.starts_with("53") || c.starts_with("58") || c.starts_with("XX") => {
+            ErrorKind::Connection
+        }
+        c if c.starts_with("40") || c.starts_with("55") => ErrorKind::Contention,
+        _ => ErrorKind::Fatal,
+    }
+}
+
+fn database_message(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => format!("{} (sqlstate {})", db.message(), db.code().unwrap_or_default()),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_map_to_kinds() {
+        let cases = [
+            ("08006", ErrorKind::Connection),
+            ("57P01", ErrorKind::Connection),
+            ("53300", ErrorKind::Connection),
+            ("40P01", ErrorKind::Contention),
+            ("40001", ErrorKind::Contention),
+            ("55P03", ErrorKind::Contention),
+            ("57014", ErrorKind::Timeout),
+            ("22P05", ErrorKind::Rejected),
+            ("22008", ErrorKind::Rejected),
+            ("23514", ErrorKind::Rejected),
+            ("54000", ErrorKind::Rejected),
+            ("42P01", ErrorKind::Fatal),
+            ("42501", ErrorKind::Fatal),
+            ("28P01", ErrorKind::Fatal),
+        ];
+        for (code, kind) in cases {
+            assert_eq!(classify_sqlstate(code), kind, "{code}");
+        }
+        assert_eq!(classify(&sqlx::Error::PoolTimedOut), ErrorKind::Connection);
+    }
+}

@@ -1,0 +1,14 @@
+//! What the gateway and the sinker share: the event and its validation ([`event`]), the Kafka
+//! wire format ([`wire`]), Kafka client settings ([`kafka`]), and process plumbing (logging,
+//! shutdown, metrics rendering, secret redaction).
+
+pub mod event;
+pub mod kafka;
+pub mod metrics;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+pub mod wire;
+
+pub use event::{Event, EventError};
+pub use wire::{RejectReason, Rejection};

@@ -1,0 +1,154 @@
+//! The Kafka wire format, the contract between anything that produces to the topic and the sinker.
+//!
+//! - record key: the event's `key`, or its `id` as text when it has none (so one key's events
+//!   share a partition and keep their order);
+//! - record value: one UTF-8 JSON object
+//!   `{"id": uuid, "type": str, "key"?: str, "ts": rfc3339, "received_at": rfc3339, "data": object}`.
+//!
+//! The gateway always writes every field. Other producers must write `id` and `type`; a missing
+//! `ts` or `received_at` is taken from the record's timestamp, a missing `data` is `{}`, and
+//! unknown fields are ignored. The table's `key` column comes from the value's `key` field only,
+//! never from the record key.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::event::{json_kind, optional_id, optional_timestamp, CommonFields, Event, EventError};
+
+/// Why a record cannot become a row. The code is stable: it is the dead-letter reason header
+/// and the `reason` label of `sinker_dlq_messages_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// The value is missing (a tombstone) or is not UTF-8 JSON.
+    NotJson,
+    /// JSON, but not a valid event (wrong types, missing `id` or `type`, ...).
+    InvalidEvent,
+    /// Larger than the configured maximum event size.
+    TooLarge,
+    /// PostgreSQL refused the row for a permanent reason (a data or constraint error).
+    DatabaseRejected,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 4] =
+        [Self::NotJson, Self::InvalidEvent, Self::TooLarge, Self::DatabaseRejected];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::NotJson => "not_json",
+            Self::InvalidEvent => "invalid_event",
+            Self::TooLarge => "too_large",
+            Self::DatabaseRejected => "database_rejected",
+        }
+    }
+}
+
+/// A record the sinker could not turn into a row, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+        Self { reason, detail: detail.into() }
+    }
+}
+
+/// Encodes an event as a record `(key, value)`.
+pub fn encode(event: &Event) -> (String, Vec<u8>) {
+    // Serializing a struct of strings, timestamps and a JSON map cannot fail.
+    let value = serde_json::to_vec(event).unwrap_or_default();
+    (event.partition_key(), value)
+}
+
+/// Decodes a record value. `record_ts` is the Kafka record timestamp, used where the value has
+/// no `ts` or `received_at`; `now` is the last resort when the record has no timestamp either.
+pub fn decode(
+    value: Option<&[u8]>,
+    record_ts: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    max_bytes: usize,
+) -> Result<Event, Rejection> {
+    let Some(bytes) = value else {
+        return Err(Rejection::new(RejectReason::NotJson, "record has no value (a tombstone)"));
+    };
+    if bytes.len() > max_bytes {
+        return Err(Rejection::new(
+            RejectReason::TooLarge,
+            format!("record value is {} bytes, the limit is {max_bytes}", bytes.len()),
+        ));
+    }
+    let parsed: Value = serde_json::from_slice(bytes)
+        .map_err(|e| Rejection::new(RejectReason::NotJson, format!("record value is not JSON: {e}")))?;
+    let Value::Object(mut obj) = parsed else {
+        return Err(Rejection::new(
+            RejectReason::InvalidEvent,
+            format!("an event must be a JSON object, got {}", json_kind(&parsed)),
+        ));
+    };
+    let invalid = |e: EventError| Rejection::new(RejectReason::InvalidEvent, e.message);
+    let id = optional_id(obj.remove("id"))
+        .map_err(invalid)?
+        .ok_or_else(|| Rejection::new(RejectReason::InvalidEvent, "missing field `id`: records on the topic need an id"))?;
+    let fields = CommonFields::take(&mut obj).map_err(invalid)?;
+    let fallback = record_ts.unwrap_or(now);
+    let received_at = optional_timestamp("received_at", obj.remove("received_at")).map_err(invalid)?;
+    Ok(Event {
+        id,
+        event_type: fields.event_type,
+        key: fields.key,
+        ts: fields.ts.unwrap_or(fallback),
+        received_at: received_at.unwrap_or(fallback),
+        data: fields.data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+    }
+
+    #[test]
+    fn round_trips_what_the_gateway_writes() {
+        let event = Event::from_api(json!({"type": "click", "key": "u1", "data": {"x": [1, 2]}}), t("2026-01-01T00:00:00Z"))
+            .expect("valid");
+        let (key, value) = encode(&event);
+        assert_eq!(key, "u1");
+        let back = decode(Some(&value), None, t("2030-01-01T00:00:00Z"), 1 << 20).expect("decodes");
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn foreign_records_get_defaults_from_the_record() {
+        let value = br#"{"id":"0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b","type":"x","extra":true}"#;
+        let e = decode(Some(value), Some(t("2026-05-05T05:05:05Z")), t("2030-01-01T00:00:00Z"), 1024).expect("decodes");
+        assert_eq!(e.ts, t("2026-05-05T05:05:05Z"));
+        assert_eq!(e.received_at, t("2026-05-05T05:05:05Z"));
+        assert_eq!(e.key, None);
+        assert!(e.data.is_empty());
+    }
+
+    #[test]
+    fn rejections_carry_a_reason() {
+        let now = t("2026-01-01T00:00:00Z");
+        let cases: [(Option<&[u8]>, RejectReason); 7] = [
+            (None, RejectReason::NotJson),
+            (Some(b"not json"), RejectReason::NotJson),
+            (Some(b"{\"id\": \"\xff\"}"), RejectReason::NotJson),
+            (Some(b"[]"), RejectReason::InvalidEvent),
+            (Some(br#"{"type":"x"}"#), RejectReason::InvalidEvent),
+            (Some(br#"{"id":"0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b","type":7}"#), RejectReason::InvalidEvent),
+            (Some(&[b' '; 2048]), RejectReason::TooLarge),
+        ];
+        for (value, reason) in cases {
+            let got = decode(value, None, now, 1024).expect_err("rejected");
+            assert_eq!(got.reason, reason, "{got:?}");
+        }
+    }
+}
