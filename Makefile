@@ -1,0 +1,59 @@
+# sluice: the two commands a newcomer needs are `make run` and `make test`.
+# Everything the tests need is installed and started from here (deploy/local/stack.sh).
+
+SHELL        := /bin/bash
+STACK        := deploy/local/stack.sh
+CARGO        ?= cargo
+TOPIC        ?= events
+PARTITIONS   ?= 6
+GATEWAY_LISTEN ?= 127.0.0.1:8080
+SINKER_METRICS_LISTEN ?= 127.0.0.1:9091
+# End-to-end tests start processes and brokers; a few at a time suits a 2-core machine.
+E2E_THREADS  ?= 3
+
+.PHONY: help up down status build run test test-unit test-e2e clean-state
+
+help:
+	@echo "make run     stack up, migrations applied, gateway + sinker in the foreground"
+	@echo "make test    stack up, then the whole test suite (unit + end-to-end)"
+	@echo "make up | down | status   the local Kafka + PostgreSQL stack"
+
+up:
+	@$(STACK) up
+
+down:
+	@$(STACK) down
+
+status:
+	@$(STACK) status
+
+build:
+	$(CARGO) build --workspace --bins
+
+# Starts the stack, creates the topic, applies migrations, then runs gateway and sinker in the
+# foreground until Ctrl-C (both are stopped with SIGTERM, which drains and commits).
+run: up build
+	@$(STACK) topic-create $(TOPIC) $(PARTITIONS) >/dev/null
+	@eval "$$($(STACK) env)"; export DATABASE_URL KAFKA_BROKERS; \
+	target/debug/sinker migrate && \
+	echo "" && \
+	echo "gateway on http://$(GATEWAY_LISTEN), sinker metrics on http://$(SINKER_METRICS_LISTEN)/metrics" && \
+	echo "try:  curl -XPOST $(GATEWAY_LISTEN)/v1/events -H 'content-type: application/json' -d '{\"type\":\"page_view\",\"data\":{}}'" && \
+	echo "then: psql \"$$DATABASE_URL\" -c 'select id, type, ts from events order by inserted_at desc limit 5'" && \
+	echo "" && \
+	trap 'kill -TERM $$gw $$sk 2>/dev/null; wait $$gw $$sk' INT TERM EXIT; \
+	KAFKA_TOPIC=$(TOPIC) GATEWAY_LISTEN=$(GATEWAY_LISTEN) target/debug/gateway & gw=$$!; \
+	KAFKA_TOPIC=$(TOPIC) SINKER_METRICS_LISTEN=$(SINKER_METRICS_LISTEN) target/debug/sinker & sk=$$!; \
+	wait -n $$gw $$sk
+
+test: up build
+	@eval "$$($(STACK) env)"; export DATABASE_URL KAFKA_BROKERS; \
+	$(CARGO) test --workspace --lib --bins && \
+	$(CARGO) test --test e2e -- --test-threads=$(E2E_THREADS)
+
+test-unit:
+	$(CARGO) test --workspace --lib --bins
+
+test-e2e: up build
+	@eval "$$($(STACK) env)"; export DATABASE_URL KAFKA_BROKERS; \
+	$(CARGO) test --test e2e -- --test-threads=$(E2E_THREADS)

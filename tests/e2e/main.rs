@@ -1,0 +1,7 @@
+//! End-to-end tests: the real gateway and sinker binaries against the real local stack
+//! (`make up`). All compile into this one binary (zero-to-production's layout).
+
+mod helpers;
+
+mod gateway;
+mod skeleton;
