@@ -131,7 +131,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
         ("ndjson with one bad line", "application/x-ndjson", b"{\"type\":\"a\"}\n{\"type\":\n{\"type\":\"c\"}\n".to_vec(), 400, "invalid_json"),
         ("wrong content type", "text/plain", br#"{"type": "t"}"#.to_vec(), 415, "unsupported_media_type"),
         ("body over the limit", "application/json", vec![b' '; 2 * 1048576], 413, "body_too_large"),
-        ("event over the limit", "application/json", big_event.into_bytes(), 413, "body_too_large"),
+        ("event over the limit", "application/json", big_event.into_bytes(), 413, "event_too_large"),
     ];
     for (what, content_type, body, status, code) in cases {
         let (got_status, error) = error_of(post(&gateway, content_type, body).await).await;

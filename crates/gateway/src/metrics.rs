@@ -4,6 +4,9 @@ use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
+/// Label values of `gateway_delivery_failures_total`, exported from the start.
+pub const DELIVERY_FAILURE_REASONS: [&str; 5] = ["queue_full", "enqueue_error", "delivery_error", "timeout", "canceled"];
+
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
@@ -70,6 +73,9 @@ impl Metrics {
             Box::new(kafka_ready.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
+        }
+        for reason in DELIVERY_FAILURE_REASONS {
+            delivery_failures.with_label_values(&[reason]);
         }
         Self {
             registry,
