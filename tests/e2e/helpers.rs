@@ -132,10 +132,16 @@ impl TestEnv {
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec![
             "--metrics-listen", &listen, "--brokers", &self.brokers, "--topic", &self.topic,
-            "--group", &self.group, "--database-url", &self.database_url, "--batch-timeout", "50ms",
+            "--group", &self.group, "--database-url", &self.database_url,
+            // A killed sinker's partitions move after 6 s instead of the default 10 s.
+            "--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=1000",
         ];
         args.extend_from_slice(extra);
-        let mut proc = Proc::spawn(&format!("{}-sinker", self.name), "sinker", &args, env);
+        let mut env = env.to_vec();
+        if !extra.contains(&"--batch-timeout") {
+            env.push(("SINKER_BATCH_TIMEOUT", "50ms"));
+        }
+        let mut proc = Proc::spawn(&format!("{}-sinker", self.name), "sinker", &args, &env);
         proc.port = port;
         proc
     }

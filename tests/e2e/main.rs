@@ -4,4 +4,5 @@
 mod helpers;
 
 mod gateway;
+mod sinker;
 mod skeleton;

@@ -46,8 +46,8 @@ pub enum PollEvent {
     Revoked { partitions: Vec<i32>, lost: bool, ack: std_mpsc::SyncSender<Vec<(i32, i64)>> },
 }
 
-/// High watermarks per partition, from librdkafka's statistics.
-pub type HighWatermarks = Arc<Mutex<HashMap<i32, i64>>>;
+/// (low, high) watermarks per partition, from librdkafka's statistics.
+pub type Watermarks = Arc<Mutex<HashMap<i32, (i64, i64)>>>;
 
 pub struct SinkContext {
     pub topic: String,
@@ -55,7 +55,7 @@ pub struct SinkContext {
     pub store: Store,
     pub runtime: Handle,
     pub metrics: Metrics,
-    pub high_watermarks: HighWatermarks,
+    pub watermarks: Watermarks,
     /// Longest wait for the dispatcher to finish revoked partitions.
     pub revoke_wait: Duration,
     /// Set when the poll thread is leaving: callbacks then skip the dispatcher handshake.
@@ -65,10 +65,10 @@ pub struct SinkContext {
 impl ClientContext for SinkContext {
     fn stats(&self, statistics: Statistics) {
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
-        if let Ok(mut map) = self.high_watermarks.lock() {
+        if let Ok(mut map) = self.watermarks.lock() {
             for (partition, stats) in &topic.partitions {
                 if *partition >= 0 && stats.hi_offset >= 0 {
-                    map.insert(*partition, stats.hi_offset);
+                    map.insert(*partition, (stats.lo_offset.max(0), stats.hi_offset));
                 }
             }
         }

@@ -85,11 +85,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         store: store.clone(),
         runtime: Handle::current(),
         metrics: metrics.clone(),
-        high_watermarks: Default::default(),
+        watermarks: Default::default(),
         revoke_wait: config.drain_timeout + Duration::from_secs(10),
         closing: AtomicBool::new(false),
     };
-    let high_watermarks = context.high_watermarks.clone();
+    let watermarks = context.watermarks.clone();
     let consumer: SinkConsumer = config
         .kafka
         .client_config(&[
@@ -100,6 +100,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("partition.assignment.strategy", "cooperative-sticky"),
+            // A dead sinker's partitions move after 10 s (librdkafka's default is 45 s).
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "2000"),
             ("statistics.interval.ms", "1000"),
             // Bounds prefetch memory per partition; the worker buffers bound the rest.
             ("queued.max.messages.kbytes", "16384"),
@@ -125,7 +128,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         policy: BatchPolicy { max_rows: config.batch_size, max_bytes: config.batch_bytes, max_age: config.batch_timeout },
         max_event_bytes: config.max_event_bytes,
     });
-    let dispatcher = Dispatcher::new(shared, high_watermarks, config.max_buffered_records, config.drain_timeout);
+    let dispatcher = Dispatcher::new(shared, watermarks, config.max_buffered_records, config.drain_timeout);
     tracing::info!(topic = %config.kafka.topic, group = %config.group, "consuming");
     dispatcher.run(events_rx, shutdown.clone()).await;
 

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    consumer::{commit_sync, HighWatermarks, PollEvent},
+    consumer::{commit_sync, Watermarks, PollEvent},
     partition::{PartitionState, PartitionWorker, Shared, WorkerInput},
 };
 
@@ -30,7 +30,7 @@ struct Worker {
 
 pub struct Dispatcher {
     pub shared: Arc<Shared>,
-    pub high_watermarks: HighWatermarks,
+    pub watermarks: Watermarks,
     pub max_buffered: usize,
     pub drain_timeout: Duration,
     workers: HashMap<i32, Worker>,
@@ -38,10 +38,10 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(shared: Arc<Shared>, high_watermarks: HighWatermarks, max_buffered: usize, drain_timeout: Duration) -> Self {
+    pub fn new(shared: Arc<Shared>, watermarks: Watermarks, max_buffered: usize, drain_timeout: Duration) -> Self {
         Self {
             shared,
-            high_watermarks,
+            watermarks,
             max_buffered,
             drain_timeout,
             workers: HashMap::new(),
@@ -171,13 +171,15 @@ impl Dispatcher {
     fn update_lag(&self) {
         let topic = &self.shared.topic;
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let watermarks = self.high_watermarks.lock().map(|m| m.clone()).unwrap_or_default();
+        let watermarks = self.watermarks.lock().map(|m| m.clone()).unwrap_or_default();
         for (&partition, worker) in &self.workers {
-            let written = worker.state.written.load(Ordering::SeqCst);
-            let Some(&high) = watermarks.get(&partition) else { continue };
-            if written < 0 {
-                continue;
-            }
+            let Some(&(low, high)) = watermarks.get(&partition) else { continue };
+            // Nothing written yet and no stored offset: everything from the low watermark on
+            // is unwritten (auto.offset.reset=earliest).
+            let written = match worker.state.written.load(Ordering::SeqCst) {
+                w if w < 0 => low,
+                w => w,
+            };
             let lag = (high - written).max(0);
             let labels = [topic.as_str(), &partition.to_string()];
             self.shared.metrics.consumer_lag.with_label_values(&labels).set(lag);
@@ -201,13 +203,13 @@ impl Dispatcher {
         }
         let consumer = self.shared.consumer.clone();
         let topic = self.shared.topic.clone();
-        let map = self.high_watermarks.clone();
+        let map = self.watermarks.clone();
         let flag = self.refreshing_watermarks.clone();
         tokio::task::spawn_blocking(move || {
             for partition in paused {
-                if let Ok((_, high)) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(1)) {
+                if let Ok(marks) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(1)) {
                     if let Ok(mut m) = map.lock() {
-                        m.insert(partition, high);
+                        m.insert(partition, marks);
                     }
                 }
             }
