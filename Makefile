@@ -11,7 +11,7 @@ SINKER_METRICS_LISTEN ?= 127.0.0.1:9091
 # End-to-end tests start processes and brokers; a few at a time suits a 2-core machine.
 E2E_THREADS  ?= 3
 
-.PHONY: help up down status build run test test-unit test-e2e clean-state
+.PHONY: help up down status build run test test-unit test-e2e
 
 help:
 	@echo "make run     stack up, migrations applied, gateway + sinker in the foreground"
@@ -48,11 +48,10 @@ run: up build
 
 test: up build
 	@eval "$$($(STACK) env)"; export DATABASE_URL KAFKA_BROKERS; \
-	$(CARGO) test --workspace --lib --bins && \
-	$(CARGO) test --test e2e -- --test-threads=$(E2E_THREADS)
+	$(CARGO) test --workspace -- --test-threads=$(E2E_THREADS)
 
 test-unit:
-	$(CARGO) test --workspace --lib --bins
+	$(CARGO) test --workspace --lib
 
 test-e2e: up build
 	@eval "$$($(STACK) env)"; export DATABASE_URL KAFKA_BROKERS; \

@@ -249,3 +249,60 @@ async fn sigterm_finishes_and_exits_zero() {
     let status = gateway.wait_exit(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_topic_is_not_ready_and_writes_answer_503() {
+    let env = TestEnv::new(1).await;
+    let mut gateway = env.gateway(&["--topic", "no_such_topic_here"]);
+    gateway.wait_ready("/healthz", Duration::from_secs(30)).await;
+    crate::helpers::eventually(Duration::from_secs(30), "readyz reports the missing topic", || async {
+        let r = reqwest::get(gateway.url("/readyz")).await.ok()?;
+        (r.status() == 503).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let r = post(&gateway, "application/json", r#"{"type":"t"}"#).await;
+    assert!(r.headers().get(header::RETRY_AFTER).is_some());
+    let (status, error) = error_of(r).await;
+    assert_eq!((status.as_u16(), error["code"].as_str()), (503, Some("kafka_unavailable")));
+    assert!(started.elapsed() < Duration::from_secs(2), "answered quickly");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_broker_gets_503_and_the_gateway_recovers_by_itself() {
+    let stack = crate::helpers::PrivateStack::start();
+    let env = TestEnv::with_stack(2, &stack.brokers(), &stack.admin_database_url()).await;
+    let gateway = ready_gateway(&env, &["--request-timeout", "6s", "--produce-timeout", "3s"]).await;
+    assert_eq!(post(&gateway, "application/json", r#"{"type":"before"}"#).await.status(), 202);
+
+    stack.run(&["kafka-stop"]);
+    let started = std::time::Instant::now();
+    let r = post(&gateway, "application/json", json!([{"type": "during"}, {"type": "during"}]).to_string()).await;
+    let elapsed = started.elapsed();
+    assert!(r.headers().get(header::RETRY_AFTER).is_some());
+    let (status, error) = error_of(r).await;
+    assert_eq!(status.as_u16(), 503, "{error}");
+    assert!(["kafka_unavailable", "not_confirmed"].contains(&error["code"].as_str().unwrap_or("")), "{error}");
+    assert!(elapsed < Duration::from_secs(7), "no hang: answered in {elapsed:?}");
+    crate::helpers::eventually(Duration::from_secs(30), "readyz fails while the broker is down", || async {
+        let r = reqwest::get(gateway.url("/readyz")).await.ok()?;
+        (r.status() == 503).then_some(())
+    })
+    .await;
+    let r = post(&gateway, "application/json", r#"{"type":"during"}"#).await;
+    assert_eq!(r.status(), 503);
+
+    stack.run(&["kafka-start"]);
+    crate::helpers::eventually(Duration::from_secs(60), "writes succeed again without a restart", || async {
+        let r = post(&gateway, "application/json", r#"{"type":"after"}"#).await;
+        (r.status() == 202).then_some(())
+    })
+    .await;
+    assert_eq!(reqwest::get(gateway.url("/readyz")).await.expect("readyz").status(), 200);
+    let types: Vec<String> = env
+        .topic_records()
+        .iter()
+        .map(|m| serde_json::from_slice::<Value>(m.payload().expect("value")).expect("json")["type"].as_str().expect("type").to_owned())
+        .collect();
+    assert!(types.contains(&"before".to_owned()) && types.contains(&"after".to_owned()), "{types:?}");
+}

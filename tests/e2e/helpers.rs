@@ -116,9 +116,11 @@ impl TestEnv {
     pub fn gateway(&self, extra: &[&str]) -> Proc {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let mut args = vec!["--listen", &listen, "--brokers", &self.brokers, "--topic", &self.topic];
+        let mut args = vec!["--listen", &listen, "--brokers", &self.brokers];
         args.extend_from_slice(extra);
-        let mut proc = Proc::spawn(&format!("{}-gateway", self.name), "gateway", &args, &[]);
+        // The topic through the environment, so a test's own --topic can override it.
+        let env = [("KAFKA_TOPIC", self.topic.as_str())];
+        let mut proc = Proc::spawn(&format!("{}-gateway", self.name), "gateway", &args, &env);
         proc.port = port;
         proc
     }

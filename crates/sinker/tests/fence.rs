@@ -1,0 +1,105 @@
+//! The offset fence against a real PostgreSQL: a stale owner cannot write.
+//!
+//! Needs DATABASE_URL (an account that may create databases), as `make test` provides.
+
+use chrono::Utc;
+use serde_json::json;
+use sinker::store::{self, Fence, SessionSettings, Store};
+use sluice_core::Event;
+use sqlx::{Connection, PgConnection};
+use std::time::Duration;
+use uuid::Uuid;
+
+async fn fresh_store() -> Store {
+    let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://sluice:sluice@127.0.0.1:5432/sluice".into());
+    let name = format!("sluice_fence_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url).await.expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create database");
+    let base = admin_url.split('?').next().unwrap_or(&admin_url);
+    let url = format!("{}/{name}", base.rsplit_once('/').map_or(base, |(b, _)| b));
+    let store = Store::connect_lazy(
+        &url,
+        SessionSettings { pool_size: 4, lock_timeout: Duration::from_secs(5), statement_timeout: Duration::from_secs(30) },
+    )
+    .expect("store");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+fn events(n: usize) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            Event::from_api(json!({"type": "fence", "data": {"i": i}}), Utc::now()).expect("valid event")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stale_owner_is_refused_and_writes_no_rows() {
+    let store = fresh_store().await;
+    let batch = events(10);
+    let refs: Vec<&Event> = batch.iter().collect();
+
+    // The new owner writes offsets [0, 10).
+    let mut tx = store.pool().begin().await.expect("begin");
+    assert_eq!(store::advance_offset(&mut tx, "t", 0, 0, 10).await.expect("fence"), Fence::Advanced);
+    assert_eq!(store::insert_events(&mut tx, &refs).await.expect("insert"), 10);
+    tx.commit().await.expect("commit");
+
+    // The old owner, still holding [0, 5) from before the rebalance, tries to write it.
+    let mut tx = store.pool().begin().await.expect("begin");
+    assert_eq!(store::advance_offset(&mut tx, "t", 0, 0, 5).await.expect("fence"), Fence::Conflict { stored: 10 });
+    tx.rollback().await.expect("rollback");
+
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.pool()).await.expect("count");
+    assert_eq!(rows, 10);
+    let stored = store.load_offsets("t", &[0, 1]).await.expect("offsets");
+    assert_eq!(stored.get(&0), Some(&10), "the offset never moves back");
+    assert_eq!(stored.get(&1), None);
+
+    // The rightful owner continues from 10; a batch starting after a gap (compaction) is fine.
+    let mut tx = store.pool().begin().await.expect("begin");
+    assert_eq!(store::advance_offset(&mut tx, "t", 0, 12, 20).await.expect("fence"), Fence::Advanced);
+    tx.commit().await.expect("commit");
+    assert_eq!(store.load_offsets("t", &[0]).await.expect("offsets").get(&0), Some(&20));
+}
+
+#[tokio::test]
+async fn two_writers_racing_for_one_range_commit_once() {
+    let store = fresh_store().await;
+    let batch = events(50);
+    let refs: Vec<&Event> = batch.iter().collect();
+    let mut a = store.pool().begin().await.expect("begin");
+    let mut b = store.pool().begin().await.expect("begin");
+    assert_eq!(store::advance_offset(&mut a, "t", 3, 0, 50).await.expect("fence"), Fence::Advanced);
+    store::insert_events(&mut a, &refs).await.expect("insert");
+    // b blocks on a's row lock until a commits, then sees a's offset and is refused.
+    let b_fence = tokio::spawn(async move {
+        let fence = store::advance_offset(&mut b, "t", 3, 0, 50).await.expect("fence");
+        (fence, b)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.commit().await.expect("commit");
+    let (fence, b) = b_fence.await.expect("join");
+    assert_eq!(fence, Fence::Conflict { stored: 50 });
+    b.rollback().await.expect("rollback");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.pool()).await.expect("count");
+    assert_eq!(rows, 50);
+}
+
+#[tokio::test]
+async fn refused_rows_are_isolated_and_the_rest_is_written() {
+    let store = fresh_store().await;
+    sqlx::query("ALTER TABLE events ADD CONSTRAINT no_bad CHECK (type <> 'bad')").execute(store.pool()).await.expect("constraint");
+    let mut batch = events(20);
+    for i in [3, 4, 17] {
+        batch[i].event_type = "bad".into();
+    }
+    let refs: Vec<&Event> = batch.iter().collect();
+    let mut tx = store.pool().begin().await.expect("begin");
+    let (inserted, refused) = store::insert_isolating(&mut tx, &refs).await.expect("insert");
+    tx.commit().await.expect("commit");
+    assert_eq!(inserted, 17);
+    assert_eq!(refused.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![3, 4, 17]);
+    assert!(refused[0].1.contains("no_bad") && refused[0].1.contains("23514"), "{}", refused[0].1);
+}
