@@ -13,7 +13,14 @@ use rdkafka::producer::{FutureProducer, Producer};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::{config::Config, error::ApiError, health::Readiness, ingest, metrics::Metrics};
+use crate::{
+    backpressure::{Backpressure, RateLimiter},
+    config::Config,
+    error::ApiError,
+    health::Readiness,
+    ingest,
+    metrics::Metrics,
+};
 
 /// The OpenAPI description of this service, served at `GET /openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -26,6 +33,9 @@ pub struct AppState {
     pub readiness: Readiness,
     /// One permit per byte of events being produced; see `--max-inflight-bytes`.
     pub inflight: Arc<Semaphore>,
+    pub backpressure: Backpressure,
+    /// Per-client rate limit, when configured.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -46,12 +56,19 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.readiness.get() {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
-        Err(reason) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "reason": reason}))).into_response()
-        }
+    let mut body = match state.readiness.get() {
+        Ok(()) => json!({"status": "ready"}),
+        Err(reason) => json!({"status": "not_ready", "reason": reason}),
+    };
+    // Unknown lag does not make the gateway unready (writes still work), but it is explained.
+    if let Some(lag) = state.backpressure.stale_reason() {
+        body["lag"] = json!(lag);
+    } else if let Some(lag) = state.backpressure.view().lag {
+        body["lag"] = json!(lag);
+        body["throttled"] = json!(state.backpressure.check().is_some());
     }
+    let status = if body["status"] == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -50,11 +50,45 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_MAX_INFLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_inflight_bytes: usize,
 
+    /// The sinkers' consumer group, whose lag drives backpressure.
+    #[arg(long, env = "SINKER_GROUP", default_value = "sinker")]
+    pub sinker_group: String,
+
+    /// How often to measure the sinker group's lag.
+    #[arg(long, env = "GATEWAY_LAG_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub lag_interval: Duration,
+
+    /// Total lag (records) at which writes are refused with 429; 0 turns throttling off.
+    #[arg(long, env = "GATEWAY_LAG_THROTTLE", default_value_t = 50_000)]
+    pub lag_throttle: u64,
+
+    /// Lag below which writes are accepted again. Default: 80% of --lag-throttle.
+    #[arg(long, env = "GATEWAY_LAG_RESUME")]
+    pub lag_resume: Option<u64>,
+
+    /// How long a lag measurement stays valid; past it an unknown lag stops throttling and
+    /// /readyz says so.
+    #[arg(long, env = "GATEWAY_LAG_STALE_AFTER", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lag_stale_after: Duration,
+
+    /// Events per second each API key may post (token bucket); 0 turns the limit off. Without
+    /// API keys, all clients share one bucket.
+    #[arg(long, env = "GATEWAY_RATE_LIMIT", default_value_t = 0.0)]
+    pub rate_limit: f64,
+
+    /// Bucket size of --rate-limit, in events. Default: one second's worth.
+    #[arg(long, env = "GATEWAY_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<f64>,
+
     #[command(flatten)]
     pub log: LogArgs,
 }
 
 impl Config {
+    pub fn lag_resume(&self) -> u64 {
+        self.lag_resume.unwrap_or(self.lag_throttle / 5 * 4)
+    }
+
     /// Checks what clap cannot: relations between settings.
     pub fn validate(&self) -> Result<(), String> {
         if self.produce_timeout >= self.request_timeout {
@@ -65,6 +99,12 @@ impl Config {
         }
         if self.max_event_bytes > self.max_inflight_bytes {
             return Err("--max-event-bytes must not exceed --max-inflight-bytes".to_owned());
+        }
+        if self.lag_throttle > 0 && self.lag_resume() > self.lag_throttle {
+            return Err("--lag-resume must not exceed --lag-throttle".to_owned());
+        }
+        if self.rate_limit < 0.0 || !self.rate_limit.is_finite() {
+            return Err("--rate-limit must be a non-negative number of events per second".to_owned());
         }
         if self.max_batch_events == 0 {
             return Err("--max-batch-events must be at least 1".to_owned());

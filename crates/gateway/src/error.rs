@@ -37,8 +37,10 @@ pub enum ApiError {
     BatchTooLarge { count: usize, limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("the sinkers are behind (consumer lag {lag}); retry after {} s", retry_after.as_secs())]
+    #[error("the sinkers are behind (consumer lag {lag}); nothing was written, retry after {} s", retry_after.as_secs())]
     Throttled { lag: u64, retry_after: Duration },
+    #[error("this client is over its rate limit; nothing was written, retry after {} s", retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
     #[error("kafka is unavailable: {reason}; nothing was written, retry later")]
     KafkaUnavailable { reason: String },
     #[error("the gateway is at its in-flight limit; nothing was written, retry later")]
@@ -58,7 +60,7 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Throttled { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::KafkaUnavailable { .. } | Self::Overloaded | Self::NotConfirmed { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -78,6 +80,7 @@ impl ApiError {
             Self::BatchTooLarge { .. } => "batch_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Throttled { .. } => "throttled",
+            Self::RateLimited { .. } => "rate_limited",
             Self::KafkaUnavailable { .. } => "kafka_unavailable",
             Self::Overloaded => "overloaded",
             Self::NotConfirmed { .. } => "not_confirmed",
@@ -95,7 +98,7 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Throttled { retry_after, .. } => Some(*retry_after),
+            Self::Throttled { retry_after, .. } | Self::RateLimited { retry_after } => Some(*retry_after),
             Self::KafkaUnavailable { .. } | Self::Overloaded | Self::NotConfirmed { .. } => {
                 Some(Duration::from_secs(1))
             }

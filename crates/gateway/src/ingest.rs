@@ -44,8 +44,12 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, requ
 
 async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body, started: Instant) -> Result<Response, ApiError> {
     let config = &state.config;
-    if !auth::allowed(&config.api_keys, headers) {
+    let Some(client) = auth::client(&config.api_keys, headers) else {
         return Err(ApiError::Unauthorized);
+    };
+    if let Some((lag, retry_after)) = state.backpressure.check() {
+        state.metrics.throttled_requests.with_label_values(&["lag"]).inc();
+        return Err(ApiError::Throttled { lag, retry_after });
     }
     let format = body::format(header_str(headers, header::CONTENT_TYPE))?;
     let encoding = header_str(headers, header::CONTENT_ENCODING);
@@ -68,6 +72,12 @@ async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body, start
         outgoing.push(record);
     }
 
+    if let Some(limiter) = &state.rate_limiter {
+        if let Err(retry_after) = limiter.take(client, outgoing.len(), Instant::now()) {
+            state.metrics.throttled_requests.with_label_values(&["rate_limit"]).inc();
+            return Err(ApiError::RateLimited { retry_after });
+        }
+    }
     // Checked after validation so a bad request learns about its own mistakes first.
     state.readiness.get().map_err(|reason| ApiError::KafkaUnavailable { reason })?;
     let bytes: usize = outgoing.iter().map(Outgoing::size).sum();

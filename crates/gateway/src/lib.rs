@@ -4,14 +4,17 @@
 //! - [`app`]: the router and shared state;
 //! - [`ingest`]: `POST /v1/events`, with [`body`] (decoding) and [`auth`];
 //! - [`producer`]: produce and wait for acknowledgements;
-//! - [`health`]: readiness and the broker watcher; [`metrics`]; [`error`]: every error answer.
+//! - [`health`]: readiness and the broker watcher; [`metrics`]; [`error`]: every error answer;
+//! - [`lag`]: the sinker group's lag from the broker; [`backpressure`]: 429s from it, and per-key rate limits.
 
 pub mod app;
 pub mod auth;
+pub mod backpressure;
 pub mod body;
 pub mod config;
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod lag;
 pub mod metrics;
 pub mod producer;

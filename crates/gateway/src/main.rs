@@ -3,6 +3,8 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use clap::Parser;
 use gateway::{
     app::{self, AppState},
+    backpressure::{self, Backpressure, RateLimiter, Throttle},
+    lag::LagReader,
     config::Config,
     health::{self, Readiness},
     metrics::Metrics,
@@ -33,12 +35,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let producer = producer::build(&config.kafka, config.produce_timeout, config.max_inflight_bytes)?;
     let metrics = Metrics::new();
     let readiness = Readiness::new_unchecked();
+    let backpressure = Backpressure::new(config.lag_stale_after);
+    let rate_limiter = (config.rate_limit > 0.0).then(|| {
+        Arc::new(RateLimiter::new(config.rate_limit, config.rate_limit_burst.unwrap_or(config.rate_limit)))
+    });
+    let lag_reader = LagReader::new(&config.kafka, &config.sinker_group, config.lag_interval.max(std::time::Duration::from_secs(1)) * 2)?;
+    let lag_watcher = tokio::spawn(backpressure::watch(
+        lag_reader,
+        Throttle::new(config.lag_throttle, config.lag_resume()),
+        backpressure.clone(),
+        metrics.clone(),
+        config.lag_interval,
+    ));
     let state = AppState {
         config: Arc::new(config.clone()),
         producer: producer.clone(),
         metrics: metrics.clone(),
         readiness: readiness.clone(),
         inflight: Arc::new(Semaphore::new(config.max_inflight_bytes.min(Semaphore::MAX_PERMITS))),
+        backpressure,
+        rate_limiter,
     };
     let watcher = tokio::spawn(health::watch(
         producer.clone(),
@@ -57,6 +73,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         })
         .await?;
     watcher.abort();
+    lag_watcher.abort();
     let flush = tokio::task::spawn_blocking(move || producer::flush(&producer, Duration::from_secs(10)));
     flush.await?;
     tracing::info!("gateway stopped cleanly");

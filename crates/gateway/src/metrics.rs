@@ -1,7 +1,8 @@
 //! The gateway's Prometheus metrics. Base units, `_total` on counters, bounded labels.
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    exponential_buckets, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Label values of `gateway_delivery_failures_total`, exported from the start.
@@ -17,6 +18,14 @@ pub struct Metrics {
     pub producer_queue: IntGauge,
     pub inflight_bytes: IntGauge,
     pub kafka_ready: IntGauge,
+    pub consumer_lag: IntGauge,
+    pub consumer_lag_partition: IntGaugeVec,
+    pub drain_rate: Gauge,
+    pub lag_known: IntGauge,
+    pub lag_age_seconds: Gauge,
+    pub lag_measure_seconds: Histogram,
+    pub backpressure_active: IntGauge,
+    pub throttled_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -63,6 +72,40 @@ impl Metrics {
             "1 when the broker answered and the topic exists at the last check, else 0.",
         )
         .expect("valid metric");
+        let consumer_lag = IntGauge::new(
+            "gateway_consumer_lag",
+            "Records on the topic not yet committed by the sinker group (all partitions), measured by the gateway.",
+        )
+        .expect("valid metric");
+        let consumer_lag_partition = IntGaugeVec::new(
+            Opts::new("gateway_consumer_lag_partition", "The sinker group's lag per partition, measured by the gateway."),
+            &["partition"],
+        )
+        .expect("valid metric");
+        let drain_rate = Gauge::new(
+            "gateway_drain_rate",
+            "Records per second the sinker group commits (smoothed); Retry-After of a 429 derives from it.",
+        )
+        .expect("valid metric");
+        let lag_known = IntGauge::new("gateway_consumer_lag_known", "1 while the lag measurement is fresh, 0 when it is unknown or stale.")
+            .expect("valid metric");
+        let lag_age_seconds = Gauge::new("gateway_consumer_lag_age_seconds", "Seconds since the last successful lag measurement.")
+            .expect("valid metric");
+        let lag_measure_seconds = Histogram::with_opts(
+            HistogramOpts::new("gateway_lag_measure_seconds", "Time one lag measurement takes (metadata, offsets, watermarks).")
+                .buckets(exponential_buckets(0.001, 2.0, 14).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        let backpressure_active = IntGauge::new(
+            "gateway_backpressure_active",
+            "1 while writes are refused with 429 because the sinkers are too far behind.",
+        )
+        .expect("valid metric");
+        let throttled_requests = IntCounterVec::new(
+            Opts::new("gateway_throttled_requests_total", "Requests refused with 429, by reason (lag, rate_limit)."),
+            &["reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(events_accepted.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(requests.clone()),
@@ -71,11 +114,22 @@ impl Metrics {
             Box::new(producer_queue.clone()),
             Box::new(inflight_bytes.clone()),
             Box::new(kafka_ready.clone()),
+            Box::new(consumer_lag.clone()),
+            Box::new(consumer_lag_partition.clone()),
+            Box::new(drain_rate.clone()),
+            Box::new(lag_known.clone()),
+            Box::new(lag_age_seconds.clone()),
+            Box::new(lag_measure_seconds.clone()),
+            Box::new(backpressure_active.clone()),
+            Box::new(throttled_requests.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
         for reason in DELIVERY_FAILURE_REASONS {
             delivery_failures.with_label_values(&[reason]);
+        }
+        for reason in ["lag", "rate_limit"] {
+            throttled_requests.with_label_values(&[reason]);
         }
         Self {
             registry,
@@ -86,6 +140,14 @@ impl Metrics {
             producer_queue,
             inflight_bytes,
             kafka_ready,
+            consumer_lag,
+            consumer_lag_partition,
+            drain_rate,
+            lag_known,
+            lag_age_seconds,
+            lag_measure_seconds,
+            backpressure_active,
+            throttled_requests,
         }
     }
 }

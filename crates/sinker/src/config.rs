@@ -30,6 +30,19 @@ pub struct Config {
     #[arg(long, env = "SINKER_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,
 
+    /// Batch commits slower than this shrink the batch target (halved); faster ones grow it
+    /// (one --batch-grow-step) back toward --batch-size.
+    #[arg(long, env = "SINKER_BATCH_TARGET_LATENCY", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub batch_target_latency: Duration,
+
+    /// Smallest batch target the adaptive sizing goes down to.
+    #[arg(long, env = "SINKER_BATCH_MIN_SIZE", default_value_t = 10)]
+    pub batch_min_size: usize,
+
+    /// Rows added to the batch target after each fast commit. Default: a tenth of --batch-size.
+    #[arg(long, env = "SINKER_BATCH_GROW_STEP")]
+    pub batch_grow_step: Option<usize>,
+
     /// Most record bytes in one batch.
     #[arg(long, env = "SINKER_BATCH_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub batch_bytes: usize,
@@ -84,6 +97,10 @@ pub enum Command {
 }
 
 impl Config {
+    pub fn batch_grow_step(&self) -> usize {
+        self.batch_grow_step.unwrap_or(self.batch_size / 10).max(1)
+    }
+
     pub fn dlq_topic(&self) -> String {
         self.dlq_topic.clone().unwrap_or_else(|| format!("{}.dlq", self.kafka.topic))
     }
@@ -91,6 +108,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.batch_size == 0 {
             return Err("--batch-size must be at least 1".to_owned());
+        }
+        if self.batch_min_size == 0 || self.batch_min_size > self.batch_size {
+            return Err("--batch-min-size must be between 1 and --batch-size".to_owned());
         }
         if self.batch_bytes < self.max_event_bytes {
             return Err("--batch-bytes must be at least --max-event-bytes, or a large event could never be written".to_owned());

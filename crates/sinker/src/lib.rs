@@ -3,9 +3,10 @@
 //! - [`config`]: flags and environment; [`run`]: wiring;
 //! - [`consumer`]: the poll thread and rebalance callbacks;
 //! - [`sink`]: the dispatcher loop; [`partition`]: one worker per partition;
-//! - [`batch`]: the batching policy; [`store`]: SQL and error classification;
+//! - [`batch`]: the batching policy; [`adaptive`]: the batch size that follows the database; [`store`]: SQL and error classification;
 //! - [`dlq`]: dead letters; [`metrics`], [`http`]; [`backoff`]; [`failpoint`] (tests).
 
+pub mod adaptive;
 pub mod backoff;
 pub mod batch;
 pub mod config;

@@ -29,6 +29,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    adaptive::SharedSizer,
     backoff::Backoff,
     batch::{BatchPolicy, Pending},
     consumer::SinkConsumer,
@@ -46,6 +47,7 @@ pub struct Shared {
     pub consumer: Arc<SinkConsumer>,
     pub metrics: Metrics,
     pub policy: BatchPolicy,
+    pub sizer: SharedSizer,
     pub max_event_bytes: usize,
 }
 
@@ -111,7 +113,7 @@ impl PartitionWorker {
                 input = self.inbox.recv() => match input {
                     Some(WorkerInput::Record(msg)) => {
                         self.accept(msg);
-                        if self.pending.is_full(&self.shared.policy, self.shared.policy.max_rows) {
+                        if self.pending.is_full(&self.shared.policy, self.shared.sizer.target()) {
                             self.flush().await;
                         }
                     }
@@ -195,6 +197,9 @@ impl PartitionWorker {
                     match &error {
                         WriteError::Db(e) => {
                             let kind = store::classify(e);
+                            if matches!(kind, ErrorKind::Contention | ErrorKind::Timeout) {
+                                self.shared.sizer.on_contention();
+                            }
                             self.shared.metrics.db_errors.with_label_values(&[kind.label()]).inc();
                             if kind == ErrorKind::Fatal {
                                 tracing::error!(error = %e, retry_in = ?delay, "the database refuses the sinker's statements (schema or permissions); fix the database, the sinker keeps retrying");
@@ -276,6 +281,7 @@ impl PartitionWorker {
         m.dlq_messages.with_label_values(&[RejectReason::DatabaseRejected.code()]).inc_by(batch.db_rejections as u64);
         m.batch_rows.observe(batch.records.len() as f64);
         m.batch_commit_seconds.observe(batch.commit_seconds);
+        self.shared.sizer.on_commit(Duration::from_secs_f64(batch.commit_seconds));
 
         self.position = Some(batch.to);
         self.state.written.store(batch.to, Ordering::SeqCst);

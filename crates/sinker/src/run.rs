@@ -15,6 +15,7 @@ use tokio::{runtime::Handle, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    adaptive::{SharedSizer, SizerConfig},
     backoff::Backoff,
     batch::BatchPolicy,
     config::Config,
@@ -68,7 +69,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         return Ok(());
     }
     let metrics = Metrics::new();
-    metrics.batch_target_rows.set(config.batch_size as i64);
+    let sizer = SharedSizer::new(
+        SizerConfig {
+            min_rows: config.batch_min_size,
+            max_rows: config.batch_size,
+            target_latency: config.batch_target_latency,
+            grow_step: config.batch_grow_step(),
+        },
+        metrics.batch_target_rows.clone(),
+    );
     let health = Arc::new(Health::default());
     let server = tokio::spawn(http::serve(config.metrics_listen, http::router(metrics.clone(), health.clone()), shutdown.clone()));
 
@@ -126,6 +135,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         consumer: consumer.clone(),
         metrics,
         policy: BatchPolicy { max_rows: config.batch_size, max_bytes: config.batch_bytes, max_age: config.batch_timeout },
+        sizer,
         max_event_bytes: config.max_event_bytes,
     });
     let dispatcher = Dispatcher::new(shared, watermarks, config.max_buffered_records, config.drain_timeout);

@@ -1,0 +1,134 @@
+//! Adaptive batch size: additive increase, multiplicative decrease, driven by how long batch
+//! commits take and by lock contention. One sizer per process: its partitions share a database.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use prometheus::IntGauge;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SizerConfig {
+    pub min_rows: usize,
+    pub max_rows: usize,
+    pub target_latency: Duration,
+    pub grow_step: usize,
+}
+
+/// The arithmetic, without locking or metrics.
+#[derive(Debug, Clone)]
+pub struct Sizer {
+    config: SizerConfig,
+    target: usize,
+}
+
+impl Sizer {
+    pub fn new(config: SizerConfig) -> Self {
+        debug_assert!(config.min_rows >= 1 && config.min_rows <= config.max_rows);
+        Self { config, target: config.max_rows }
+    }
+
+    pub fn target(&self) -> usize {
+        self.target
+    }
+
+    /// A batch committed after `latency`: halve the target when slower than the goal, grow it
+    /// by one step (up to the maximum) when faster.
+    pub fn on_commit(&mut self, latency: Duration) -> usize {
+        if latency > self.config.target_latency {
+            self.shrink();
+        } else {
+            self.target = (self.target + self.config.grow_step).min(self.config.max_rows);
+        }
+        self.target
+    }
+
+    /// The database reported a lock timeout, deadlock, serialization failure or statement
+    /// timeout: halve the target.
+    pub fn on_contention(&mut self) -> usize {
+        self.shrink();
+        self.target
+    }
+
+    fn shrink(&mut self) {
+        self.target = (self.target / 2).max(self.config.min_rows);
+    }
+}
+
+/// The process-wide sizer, exported as `sinker_batch_target_rows`.
+#[derive(Clone)]
+pub struct SharedSizer {
+    inner: Arc<Mutex<Sizer>>,
+    gauge: IntGauge,
+}
+
+impl SharedSizer {
+    pub fn new(config: SizerConfig, gauge: IntGauge) -> Self {
+        let sizer = Sizer::new(config);
+        gauge.set(sizer.target() as i64);
+        Self { inner: Arc::new(Mutex::new(sizer)), gauge }
+    }
+
+    pub fn target(&self) -> usize {
+        self.inner.lock().map(|s| s.target()).unwrap_or(1)
+    }
+
+    pub fn on_commit(&self, latency: Duration) {
+        self.update(|s| s.on_commit(latency));
+    }
+
+    pub fn on_contention(&self) {
+        self.update(Sizer::on_contention);
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Sizer) -> usize) {
+        if let Ok(mut sizer) = self.inner.lock() {
+            let before = sizer.target();
+            let after = f(&mut sizer);
+            if after != before {
+                tracing::debug!(before, after, "batch target changed");
+            }
+            self.gauge.set(after as i64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizer() -> Sizer {
+        Sizer::new(SizerConfig { min_rows: 10, max_rows: 500, target_latency: Duration::from_millis(250), grow_step: 50 })
+    }
+
+    #[test]
+    fn starts_at_the_maximum() {
+        assert_eq!(sizer().target(), 500);
+    }
+
+    #[test]
+    fn slow_commits_halve_down_to_the_minimum() {
+        let mut s = sizer();
+        let slow = Duration::from_millis(400);
+        let targets: Vec<usize> = (0..7).map(|_| s.on_commit(slow)).collect();
+        assert_eq!(targets, vec![250, 125, 62, 31, 15, 10, 10]);
+    }
+
+    #[test]
+    fn contention_halves_and_fast_commits_add_a_step_up_to_the_maximum() {
+        let mut s = sizer();
+        assert_eq!(s.on_contention(), 250);
+        assert_eq!(s.on_contention(), 125);
+        let fast = Duration::from_millis(20);
+        let targets: Vec<usize> = (0..9).map(|_| s.on_commit(fast)).collect();
+        assert_eq!(targets, vec![175, 225, 275, 325, 375, 425, 475, 500, 500]);
+    }
+
+    #[test]
+    fn a_commit_at_exactly_the_goal_counts_as_fast() {
+        let mut s = sizer();
+        s.on_contention();
+        assert_eq!(s.on_commit(Duration::from_millis(250)), 300);
+    }
+}
