@@ -11,7 +11,7 @@ SINKER_METRICS_LISTEN ?= 127.0.0.1:9091
 # End-to-end tests start processes and brokers; a few at a time suits a 2-core machine.
 E2E_THREADS  ?= 3
 
-.PHONY: help up down status build run test test-unit test-e2e
+.PHONY: help up down status build run test test-unit test-e2e promtool
 
 help:
 	@echo "make run     stack up, migrations applied, gateway + sinker in the foreground"
@@ -41,12 +41,23 @@ run: up build
 	echo "try:  curl -XPOST $(GATEWAY_LISTEN)/v1/events -H 'content-type: application/json' -d '{\"type\":\"page_view\",\"data\":{}}'" && \
 	echo "then: psql \"$$DATABASE_URL\" -c 'select id, type, ts from events order by inserted_at desc limit 5'" && \
 	echo "" && \
-	trap 'kill -TERM $$gw $$sk 2>/dev/null; wait $$gw $$sk' INT TERM EXIT; \
+	pm=; if command -v prometheus >/dev/null; then \
+	  mkdir -p .stack/prometheus; \
+	  prometheus --config.file=deploy/prometheus/prometheus.yml --storage.tsdb.path=.stack/prometheus \
+	    --web.listen-address=127.0.0.1:9090 >.stack/prometheus/prometheus.log 2>&1 & pm=$$!; \
+	  echo "prometheus on http://127.0.0.1:9090 (try: gateway_consumer_lag, sinker_consumer_lag)"; fi; \
+	trap 'kill -TERM $$gw $$sk $$pm 2>/dev/null; wait $$gw $$sk $$pm' INT TERM EXIT; \
 	KAFKA_TOPIC=$(TOPIC) GATEWAY_LISTEN=$(GATEWAY_LISTEN) target/debug/gateway & gw=$$!; \
 	KAFKA_TOPIC=$(TOPIC) SINKER_METRICS_LISTEN=$(SINKER_METRICS_LISTEN) target/debug/sinker & sk=$$!; \
 	wait -n $$gw $$sk
 
-test: up build
+# promtool (Debian's prometheus package) checks and unit-tests the alert rules.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  echo "installing promtool (Debian package prometheus)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+test: up build promtool
 	@eval "$$($(STACK) env)"; export DATABASE_URL KAFKA_BROKERS; \
 	$(CARGO) test --workspace -- --test-threads=$(E2E_THREADS)
 

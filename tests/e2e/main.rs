@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod backpressure;
+mod deploy_files;
 mod gateway;
 mod sinker;
 mod skeleton;

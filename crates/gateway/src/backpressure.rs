@@ -182,6 +182,7 @@ pub async fn watch(reader: LagReader, mut throttle: Throttle, backpressure: Back
                     }
                 }
                 metrics.consumer_lag.set(lag as i64);
+                metrics.committed_offset_sum.set(consumed);
                 metrics.drain_rate.set(rate);
                 metrics.backpressure_active.set(i64::from(throttled));
                 metrics.lag_known.set(1);

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub kafka_ready: IntGauge,
     pub consumer_lag: IntGauge,
     pub consumer_lag_partition: IntGaugeVec,
+    pub committed_offset_sum: IntGauge,
     pub drain_rate: Gauge,
     pub lag_known: IntGauge,
     pub lag_age_seconds: Gauge,
@@ -82,6 +83,11 @@ impl Metrics {
             &["partition"],
         )
         .expect("valid metric");
+        let committed_offset_sum = IntGauge::new(
+            "gateway_consumer_committed_offset_sum",
+            "Sum over partitions of the sinker group's committed offsets (low watermark where none): flat while lag > 0 means stalled.",
+        )
+        .expect("valid metric");
         let drain_rate = Gauge::new(
             "gateway_drain_rate",
             "Records per second the sinker group commits (smoothed); Retry-After of a 429 derives from it.",
@@ -116,6 +122,7 @@ impl Metrics {
             Box::new(kafka_ready.clone()),
             Box::new(consumer_lag.clone()),
             Box::new(consumer_lag_partition.clone()),
+            Box::new(committed_offset_sum.clone()),
             Box::new(drain_rate.clone()),
             Box::new(lag_known.clone()),
             Box::new(lag_age_seconds.clone()),
@@ -142,6 +149,7 @@ impl Metrics {
             kafka_ready,
             consumer_lag,
             consumer_lag_partition,
+            committed_offset_sum,
             drain_rate,
             lag_known,
             lag_age_seconds,
