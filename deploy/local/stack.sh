@@ -541,7 +541,7 @@ pg_launch() {
     pg_fail "postgres did not start within ${WAIT_SECS}s"
 }
 
-# App role and database (idempotent), then wait for 'select 1' as the app user.
+# App role (may create databases and roles: tests isolate themselves with them) and database (idempotent), then wait for 'select 1' as the app user.
 pg_wait_ready() {
   local deadline=$((SECONDS + WAIT_SECS))
   until psql_super -c 'select 1' >/dev/null 2>&1; do
@@ -555,7 +555,7 @@ DO \$\$ BEGIN
     CREATE ROLE $PG_USER;
   END IF;
 END \$\$;
-ALTER ROLE $PG_USER WITH LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+ALTER ROLE $PG_USER WITH LOGIN CREATEDB CREATEROLE PASSWORD '$PG_PASSWORD';
 SELECT 'CREATE DATABASE $PG_DB OWNER $PG_USER'
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$PG_DB')\gexec
 EOF

@@ -306,3 +306,26 @@ async fn a_stopped_broker_gets_503_and_the_gateway_recovers_by_itself() {
         .collect();
     assert!(types.contains(&"before".to_owned()) && types.contains(&"after".to_owned()), "{types:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_per_key_rate_limit_holds_one_client_back_but_not_another() {
+    let env = TestEnv::new(1).await;
+    let gateway = ready_gateway(&env, &["--api-keys", "noisy-key,quiet-key", "--rate-limit", "5", "--rate-limit-burst", "10"]).await;
+    let send = |key: &'static str, events: usize| {
+        let batch: Vec<Value> = (0..events).map(|_| json!({"type": "rl"})).collect();
+        Client::new()
+            .post(gateway.url("/v1/events"))
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .json(&batch)
+            .send()
+    };
+    assert_eq!(send("noisy-key", 10).await.expect("post").status(), 202, "a full bucket takes the burst");
+    let r = send("noisy-key", 5).await.expect("post");
+    let retry: u64 = r.headers()[header::RETRY_AFTER].to_str().expect("ascii").parse().expect("seconds");
+    let (status, error) = error_of(r).await;
+    assert_eq!((status.as_u16(), error["code"].as_str()), (429, Some("rate_limited")));
+    assert!((1..=2).contains(&retry), "5 events at 5/s: about a second, got {retry}");
+    assert_eq!(send("quiet-key", 10).await.expect("post").status(), 202, "another key has its own budget");
+    assert_eq!(gateway.metric("gateway_throttled_requests_total", &[("reason", "rate_limit")]).await, Some(1.0));
+    assert_eq!(env.high_watermarks().values().sum::<i64>(), 20, "the refused request produced nothing");
+}

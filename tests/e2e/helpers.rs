@@ -134,12 +134,14 @@ impl TestEnv {
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec![
             "--metrics-listen", &listen, "--brokers", &self.brokers, "--topic", &self.topic,
-            "--group", &self.group, "--database-url", &self.database_url,
+            "--group", &self.group,
             // A killed sinker's partitions move after 6 s instead of the default 10 s.
             "--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=1000",
         ];
         args.extend_from_slice(extra);
+        // Database URL and batch timeout through the environment, so a test's flags override them.
         let mut env = env.to_vec();
+        env.push(("DATABASE_URL", &self.database_url));
         if !extra.contains(&"--batch-timeout") {
             env.push(("SINKER_BATCH_TIMEOUT", "50ms"));
         }

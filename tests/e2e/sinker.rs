@@ -226,3 +226,43 @@ async fn a_database_outage_loses_nothing_and_kafka_never_runs_ahead() {
     assert!(sinker.is_running());
     assert!(sinker.metric("sinker_db_errors_total", &[("kind", "connection")]).await.unwrap_or(0.0) >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_password_never_reaches_the_logs() {
+    let env = TestEnv::new(1).await;
+    let role = format!("r_{}", env.name.to_lowercase());
+    let password = format!("Pw-{}-Secret", Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'")).execute(&env.pool).await.expect("create role");
+    let database = env.database_url.rsplit('/').next().expect("db name").to_owned();
+    env.migrate();
+    for grant in [
+        format!("GRANT ALL ON DATABASE {database} TO {role}"),
+        format!("GRANT ALL ON SCHEMA public TO {role}"),
+        format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"),
+    ] {
+        sqlx::query(&grant).execute(&env.pool).await.expect("grant");
+    }
+    let url = env.database_url.replacen("sluice:sluice@", &format!("{role}:{password}@"), 1);
+    assert!(url.contains(&password));
+
+    // A working run, with debug logs.
+    let mut sinker = env.sinker_with_env(&["--database-url", &url], &[("RUST_LOG", "debug")]);
+    sinker.wait_ready("/readyz", WAIT).await;
+    produce(&env, &[event(Uuid::now_v7(), "secret")]).await;
+    env.wait_rows(1, WAIT).await;
+    sinker.signal("TERM");
+    sinker.wait_exit(WAIT).await;
+    let logs = sinker.logs();
+    assert!(logs.contains(&role), "the logs do show the connection's user");
+    assert!(!logs.contains(&password), "the password reached the logs");
+
+    // A failing run: a wrong password and a bad URL are reported without the secret.
+    let wrong = url.replace(&password, "Wrong-Secret-123");
+    let mut failing = env.sinker_with_env(&["--database-url", &wrong], &[("RUST_LOG", "debug")]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    failing.kill9();
+    assert!(!failing.logs().contains("Wrong-Secret-123"));
+    let mut bad = env.sinker_with_env(&["--database-url", "postgres://u:Bad-Secret-456@host:notaport/db"], &[]);
+    bad.wait_exit(WAIT).await;
+    assert!(!bad.logs().contains("Bad-Secret-456"), "{}", bad.logs());
+}
