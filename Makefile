@@ -11,11 +11,12 @@ SINKER_METRICS_LISTEN ?= 127.0.0.1:9091
 # End-to-end tests start processes and brokers; a few at a time suits a 2-core machine.
 E2E_THREADS  ?= 3
 
-.PHONY: help up down status build run test test-unit test-e2e promtool
+.PHONY: help up down status build run test test-unit test-e2e promtool chaos
 
 help:
 	@echo "make run     stack up, migrations applied, gateway + sinker in the foreground"
 	@echo "make test    stack up, then the whole test suite (unit + end-to-end)"
+	@echo "make chaos   the long fault-injection run with exact accounting"
 	@echo "make up | down | status   the local Kafka + PostgreSQL stack"
 
 up:
@@ -60,6 +61,11 @@ promtool:
 test: up build promtool
 	@eval "$$($(STACK) env)"; export DATABASE_URL KAFKA_BROKERS; \
 	$(CARGO) test --workspace -- --test-threads=$(E2E_THREADS)
+
+# The long chaos run (about 12 minutes): faults over and over under load, then exact accounting.
+# It starts its own private Kafka and PostgreSQL; CHAOS_SEED=<n> replays a run.
+chaos: build
+	target/debug/chaos --profile long --repo . $${CHAOS_SEED:+--seed $$CHAOS_SEED}
 
 test-unit:
 	$(CARGO) test --workspace --lib

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod backpressure;
+mod chaos;
 mod deploy_files;
 mod gateway;
 mod sinker;

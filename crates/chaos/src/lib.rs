@@ -1,0 +1,328 @@
+//! The chaos harness: the real gateway and sinkers against a private Kafka + PostgreSQL, a load
+//! of client-chosen ids, faults injected on a seeded schedule, then exact accounting:
+//!
+//! - every id that got a 202 is in `events` exactly once;
+//! - no id that only ever got a 4xx is there, and no row has an id nobody sent;
+//! - ids that got 503 or no answer (and were retried) are there at most once;
+//! - every poison record produced straight to the topic is in the dead-letter topic;
+//! - `sink_offsets` and Kafka's committed offsets equal the high watermarks;
+//! - no process exited except those the harness killed or stopped.
+
+pub mod audit;
+pub mod cluster;
+pub mod load;
+pub mod schedule;
+
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    producer::{FutureProducer, FutureRecord},
+    ClientConfig,
+};
+use sqlx::{postgres::PgPoolOptions, Connection};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::{
+    cluster::{free_port, Proc, Stack},
+    load::{Ledger, Load},
+    schedule::{Fault, Profile},
+};
+
+pub struct Options {
+    pub profile: Profile,
+    pub seed: u64,
+    /// The repository (for deploy/local/stack.sh).
+    pub repo: PathBuf,
+    /// Where the gateway and sinker binaries are.
+    pub bin_dir: PathBuf,
+    /// Where process logs go.
+    pub log_dir: PathBuf,
+    pub partitions: i32,
+}
+
+/// What happened and what did not add up.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub lines: Vec<String>,
+    pub discrepancies: Vec<String>,
+}
+
+impl Report {
+    fn say(&mut self, line: String) {
+        eprintln!("chaos: {line}");
+        self.lines.push(line);
+    }
+
+    fn check(&mut self, ok: bool, what: String) {
+        if ok {
+            self.say(format!("ok: {what}"));
+        } else {
+            self.say(format!("DISCREPANCY: {what}"));
+            self.discrepancies.push(what);
+        }
+    }
+}
+
+struct System<'a> {
+    opts: &'a Options,
+    stack: &'a Stack,
+    topic: String,
+    group: String,
+    database_url: String,
+    gateway_port: u16,
+    gateway: Option<Proc>,
+    sinkers: Vec<Proc>,
+    /// Processes that were stopped or killed, kept to check how they ended.
+    retired: Vec<Proc>,
+    spawned: usize,
+}
+
+impl System<'_> {
+    fn spawn_gateway(&mut self) -> anyhow::Result<Proc> {
+        self.spawned += 1;
+        let args = [
+            "--listen", &format!("127.0.0.1:{}", self.gateway_port), "--brokers", &self.stack.brokers(), "--topic", &self.topic,
+            "--sinker-group", &self.group, "--lag-throttle", "0", "--request-timeout", "8s", "--produce-timeout", "4s",
+        ];
+        Proc::spawn(&self.opts.bin_dir, &self.opts.log_dir, &format!("gateway-{}", self.spawned), "gateway", &owned(&args))
+    }
+
+    fn spawn_sinker(&mut self) -> anyhow::Result<()> {
+        self.spawned += 1;
+        let metrics = format!("127.0.0.1:{}", free_port()?);
+        let args = [
+            "--brokers", &self.stack.brokers(), "--topic", &self.topic, "--group", &self.group,
+            "--database-url", &self.database_url, "--metrics-listen", &metrics,
+            "--batch-size", "100", "--batch-timeout", "100ms", "--drain-timeout", "5s", "--db-lock-timeout", "1s",
+            "--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=1000",
+        ];
+        let proc = Proc::spawn(&self.opts.bin_dir, &self.opts.log_dir, &format!("sinker-{}", self.spawned), "sinker", &owned(&args))?;
+        self.sinkers.push(proc);
+        Ok(())
+    }
+}
+
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Runs the whole scenario. `Ok` carries the report; its `discrepancies` must be empty.
+pub async fn run(opts: Options) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    report.say(format!("seed {} profile {:?} (replay with --seed {})", opts.seed, opts.profile, opts.seed));
+    std::fs::create_dir_all(&opts.log_dir)?;
+    let state_dir = std::env::temp_dir().join(format!("sluice-chaos-{}", Uuid::new_v4().simple()));
+    let stack = Stack::start(&opts.repo, state_dir).context("start the private stack")?;
+    let name = format!("chaos_{}", &Uuid::new_v4().simple().to_string()[..10]);
+    let topic = format!("events_{name}");
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", stack.brokers()).create()?;
+    for r in admin.create_topics([&NewTopic::new(&topic, opts.partitions, TopicReplication::Fixed(1))], &AdminOptions::new()).await? {
+        r.map_err(|(t, e)| anyhow::anyhow!("create topic {t}: {e:?}"))?;
+    }
+    let mut admin_db = sqlx::PgConnection::connect(&stack.admin_url()).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin_db).await?;
+    let database_url = format!("postgres://sluice:sluice@127.0.0.1:{}/{name}", stack.pg_port);
+
+    let mut sys = System {
+        opts: &opts,
+        stack: &stack,
+        topic: topic.clone(),
+        group: format!("sinker_{name}"),
+        database_url: database_url.clone(),
+        gateway_port: free_port()?,
+        gateway: None,
+        sinkers: Vec::new(),
+        retired: Vec::new(),
+        spawned: 0,
+    };
+    sys.gateway = Some(sys.spawn_gateway()?);
+    sys.spawn_sinker()?;
+    wait_http(&format!("http://127.0.0.1:{}/readyz", sys.gateway_port), Duration::from_secs(60)).await?;
+
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let load = Load { url: format!("http://127.0.0.1:{}/v1/events", sys.gateway_port), workers: 6, pace: Duration::from_millis(40), ledger: ledger.clone() };
+    let start = Instant::now();
+    let load_end = start + opts.profile.load_duration();
+    let settle_by = load_end + Duration::from_secs(60);
+    let load_task = {
+        let seed = opts.seed;
+        tokio::spawn(async move { load.run(seed, load_end, settle_by).await })
+    };
+
+    let mut rng = StdRng::seed_from_u64(opts.seed ^ 0x5eed);
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", stack.brokers()).set("message.timeout.ms", "30000").create()?;
+    let mut markers: HashSet<String> = HashSet::new();
+    for (at, fault) in schedule::schedule(opts.profile, opts.seed) {
+        tokio::time::sleep_until(start + at).await;
+        let line = inject(&mut sys, &fault, &mut rng, &producer, &mut markers).await;
+        report.say(format!("{:>6.1}s {fault:?}: {line}", start.elapsed().as_secs_f64()));
+    }
+    load_task.await?;
+    report.say(format!("load done after {:.1}s", start.elapsed().as_secs_f64()));
+
+    // Let the sinkers drain, then check the books.
+    let pool = PgPoolOptions::new().max_connections(2).connect(&database_url).await?;
+    let drained = wait_drained(&stack.brokers(), &sys.group, &topic, &pool, Duration::from_secs(90)).await;
+    report.check(drained.is_ok(), format!("sink_offsets and kafka commits reach the high watermarks ({})", drained.as_ref().err().map_or("in time".into(), |e| e.to_string())));
+
+    let ledger = ledger.lock().map_err(|_| anyhow::anyhow!("ledger poisoned"))?;
+    let (rows, stored) = audit::stored_ids(&pool).await?;
+    report.say(format!(
+        "requests {} (retries {}), statuses {:?}; ids accepted {}, refused {}, uncertain {}, duplicate resends {}; rows {}",
+        ledger.requests, ledger.retries, sorted(&ledger.statuses), ledger.accepted.len(), ledger.refused.len(), ledger.uncertain.len(), ledger.duplicate_resends, rows
+    ));
+    let missing = ledger.accepted.difference(&stored).count();
+    report.check(missing == 0, format!("every id answered 202 is a row: {missing} missing of {}", ledger.accepted.len()));
+    report.check(rows == stored.len() as i64, format!("no id is stored twice: {rows} rows, {} distinct ids", stored.len()));
+    let refused_present = ledger.refused.intersection(&stored).count();
+    report.check(refused_present == 0, format!("no id that only got a 4xx is a row: {refused_present} found"));
+    let uncertain_present = ledger.uncertain.intersection(&stored).count();
+    report.say(format!("ids never confirmed: {} ({} of them were written anyway, at most once each)", ledger.uncertain.len(), uncertain_present));
+    let strangers = stored.iter().filter(|id| !ledger.accepted.contains(id) && !ledger.uncertain.contains(id)).count();
+    report.check(strangers == 0, format!("no row has an id nobody sent: {strangers} found"));
+    let odd = ledger.statuses.get("bad_request_accepted").copied().unwrap_or(0) + ledger.statuses.get("good_request_refused").copied().unwrap_or(0);
+    report.check(odd == 0, format!("bad requests refused and good ones never refused with 4xx: {odd} exceptions"));
+
+    let found = audit::dead_letter_markers(&stack.brokers(), &format!("{topic}.dlq"), &markers)?;
+    report.check(found.len() == markers.len(), format!("every poison record is a dead letter: {} of {}", found.len(), markers.len()));
+
+    for p in sys.sinkers.iter_mut().chain(sys.gateway.iter_mut()).chain(sys.retired.iter_mut()) {
+        if !p.stopped_by_harness {
+            let exit = p.exited();
+            report.check(exit.is_none(), format!("{} still running ({})", p.name, exit.unwrap_or_else(|| "alive".into())));
+        }
+    }
+    let stopped_cleanly = sys.retired.iter().filter(|p| p.name.ends_with(":clean")).count();
+    report.say(format!("{} sinkers stopped with SIGTERM exited 0", stopped_cleanly));
+    report.say(format!("{} discrepancies", report.discrepancies.len()));
+    Ok(report)
+}
+
+fn sorted(map: &std::collections::HashMap<String, u64>) -> Vec<(String, u64)> {
+    let mut v: Vec<_> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    v.sort();
+    v
+}
+
+async fn inject(sys: &mut System<'_>, fault: &Fault, rng: &mut StdRng, producer: &FutureProducer, markers: &mut HashSet<String>) -> String {
+    let result: anyhow::Result<String> = async {
+        match fault {
+            Fault::KillSinker => {
+                if sys.sinkers.is_empty() {
+                    sys.spawn_sinker()?;
+                }
+                let i = rng.random_range(0..sys.sinkers.len());
+                let mut victim = sys.sinkers.remove(i);
+                victim.kill9();
+                let name = victim.name.clone();
+                sys.retired.push(victim);
+                sys.spawn_sinker()?;
+                Ok(format!("killed {name}, started a replacement"))
+            }
+            Fault::ScaleSinkers(n) => {
+                let before = sys.sinkers.len();
+                while sys.sinkers.len() < *n {
+                    sys.spawn_sinker()?;
+                }
+                while sys.sinkers.len() > *n {
+                    let mut p = sys.sinkers.remove(0);
+                    let clean = p.terminate(Duration::from_secs(20)).await;
+                    anyhow::ensure!(clean, "{} did not exit 0 on SIGTERM", p.name);
+                    p.name.push_str(":clean");
+                    sys.retired.push(p);
+                }
+                Ok(format!("{before} -> {n} sinkers"))
+            }
+            Fault::RestartPostgres { down } => {
+                sys.stack.run(&["pg-stop", "--immediate"])?;
+                tokio::time::sleep(*down).await;
+                sys.stack.run(&["pg-start"])?;
+                Ok("postgres restarted (immediate shutdown)".into())
+            }
+            Fault::RestartKafka { down } => {
+                sys.stack.run(&["kafka-stop"])?;
+                tokio::time::sleep(*down).await;
+                sys.stack.run(&["kafka-start"])?;
+                Ok("kafka broker restarted".into())
+            }
+            Fault::KillGateway { down } => {
+                if let Some(mut old) = sys.gateway.take() {
+                    old.kill9();
+                    sys.retired.push(old);
+                }
+                tokio::time::sleep(*down).await;
+                sys.gateway = Some(sys.spawn_gateway()?);
+                Ok("gateway killed and restarted".into())
+            }
+            Fault::LockTable { hold } => {
+                let mut conn = sqlx::PgConnection::connect(&sys.database_url).await?;
+                let mut tx = conn.begin().await?;
+                sqlx::query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await?;
+                tokio::time::sleep(*hold).await;
+                tx.rollback().await?;
+                Ok(format!("events locked for {hold:?}"))
+            }
+            Fault::Poison(n) => {
+                for i in 0..*n {
+                    let marker = format!("poison-{}", Uuid::new_v4().simple());
+                    let value = match i % 3 {
+                        0 => format!("{marker} is not json"),
+                        1 => format!(r#"{{"type":"x","marker":"{marker}"}}"#),
+                        _ => format!(r#"{{"id":7,"type":"x","marker":"{marker}"}}"#),
+                    };
+                    producer
+                        .send(FutureRecord::to(&sys.topic).key(&marker).payload(&value), Duration::from_secs(30))
+                        .await
+                        .map_err(|(e, _)| anyhow::anyhow!("produce poison: {e}"))?;
+                    markers.insert(marker);
+                }
+                Ok(format!("{n} poison records produced"))
+            }
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| format!("fault failed: {e:#}"))
+}
+
+async fn wait_http(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("{url} not ready within {timeout:?}")
+}
+
+async fn wait_drained(brokers: &str, group: &str, topic: &str, pool: &sqlx::PgPool, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (b, g, t) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
+        let kafka = tokio::task::spawn_blocking(move || audit::kafka_offsets(&b, &g, &t)).await??;
+        let stored = audit::sink_offsets(pool, topic).await.unwrap_or_default();
+        let behind: Vec<String> = kafka
+            .iter()
+            .filter(|(p, (high, committed))| *high > 0 && (stored.get(p) != Some(high) || *committed != Some(*high)))
+            .map(|(p, (high, committed))| format!("p{p}: high {high}, stored {:?}, committed {committed:?}", stored.get(p)))
+            .collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("still behind: {}", behind.join("; "));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

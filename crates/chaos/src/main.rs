@@ -1,0 +1,63 @@
+use std::{path::PathBuf, process::ExitCode};
+
+use chaos::{schedule::Profile, Options};
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProfileArg {
+    Short,
+    Long,
+}
+
+/// sluice chaos harness: runs the real gateway and sinkers against a private Kafka and
+/// PostgreSQL, injects faults on a seeded schedule while posting events, and checks that every
+/// accepted event is stored exactly once.
+#[derive(Parser)]
+#[command(name = "chaos", version, about)]
+struct Args {
+    /// short: about a minute, every fault once; long: ten minutes, faults over and over.
+    #[arg(long, value_enum, default_value = "long")]
+    profile: ProfileArg,
+    /// Seed of the fault schedule and the load; printed, so a failing run can be replayed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Partitions of the test topic.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Where the gateway and sinker binaries are. Default: next to this binary.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// The repository root (for deploy/local/stack.sh). Default: the current directory.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let bin_dir = args.bin_dir.unwrap_or_else(|| {
+        std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("target/debug"))
+    });
+    let options = Options {
+        profile: match args.profile {
+            ProfileArg::Short => Profile::Short,
+            ProfileArg::Long => Profile::Long,
+        },
+        seed: args.seed.unwrap_or_else(rand::random),
+        log_dir: bin_dir.join("chaos-logs"),
+        bin_dir,
+        repo: args.repo,
+        partitions: args.partitions,
+    };
+    match chaos::run(options).await {
+        Ok(report) if report.discrepancies.is_empty() => ExitCode::SUCCESS,
+        Ok(report) => {
+            eprintln!("chaos: {} discrepancies: {:#?}", report.discrepancies.len(), report.discrepancies);
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("chaos: the run could not complete: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
