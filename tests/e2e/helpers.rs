@@ -116,10 +116,10 @@ impl TestEnv {
     pub fn gateway(&self, extra: &[&str]) -> Proc {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let mut args = vec!["--listen", &listen, "--brokers", &self.brokers];
+        let mut args = vec!["--listen", &listen];
         args.extend_from_slice(extra);
-        // The topic through the environment, so a test's own --topic can override it.
-        let env = [("KAFKA_TOPIC", self.topic.as_str())];
+        // Brokers and topic through the environment, so a test's own flags override them.
+        let env = [("KAFKA_TOPIC", self.topic.as_str()), ("KAFKA_BROKERS", self.brokers.as_str())];
         let mut proc = Proc::spawn(&format!("{}-gateway", self.name), "gateway", &args, &env);
         proc.port = port;
         proc
@@ -133,15 +133,20 @@ impl TestEnv {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec![
-            "--metrics-listen", &listen, "--brokers", &self.brokers, "--topic", &self.topic,
-            "--group", &self.group,
+            "--metrics-listen", &listen,
             // A killed sinker's partitions move after 6 s instead of the default 10 s.
             "--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=1000",
         ];
         args.extend_from_slice(extra);
-        // Database URL and batch timeout through the environment, so a test's flags override them.
+        // Connection settings and batch timeout through the environment, so a test's flags
+        // override them.
         let mut env = env.to_vec();
-        env.push(("DATABASE_URL", &self.database_url));
+        env.extend([
+            ("DATABASE_URL", self.database_url.as_str()),
+            ("KAFKA_BROKERS", self.brokers.as_str()),
+            ("KAFKA_TOPIC", self.topic.as_str()),
+            ("SINKER_GROUP", self.group.as_str()),
+        ]);
         if !extra.contains(&"--batch-timeout") {
             env.push(("SINKER_BATCH_TIMEOUT", "50ms"));
         }

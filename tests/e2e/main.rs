@@ -7,5 +7,6 @@ mod backpressure;
 mod chaos;
 mod deploy_files;
 mod gateway;
+mod security;
 mod sinker;
 mod skeleton;

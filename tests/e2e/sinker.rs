@@ -266,3 +266,65 @@ async fn the_database_password_never_reaches_the_logs() {
     bad.wait_exit(WAIT).await;
     assert!(!bad.logs().contains("Bad-Secret-456"), "{}", bad.logs());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_keys_and_unexpected_headers_do_not_stop_anything() {
+    use rdkafka::{message::{Header, OwnedHeaders}, producer::FutureRecord};
+    let env = TestEnv::new(1).await;
+    let producer = env.producer();
+    let big_key = "k".repeat(500_000);
+    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let value = event(*id, "odd");
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "x-unexpected", value: Some("\u{1F600} anything".as_bytes()) })
+            .insert(Header { key: "sluice-dlq-reason", value: Some("spoofed") })
+            .insert(Header { key: "empty", value: None::<&[u8]> });
+        let key = if i == 0 { big_key.as_str() } else { "small" };
+        producer
+            .send(FutureRecord::to(&env.topic).key(key).payload(&value).headers(headers), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce");
+    }
+    let _sinker = env.sinker(&[]);
+    env.wait_rows(3, WAIT).await;
+    env.wait_offsets_at_high_watermarks(WAIT).await;
+    let keys: Vec<Option<String>> = sqlx::query_scalar("SELECT key FROM events").fetch_all(&env.pool).await.expect("keys");
+    assert!(keys.iter().all(Option::is_none), "the record key is never the table's key");
+    assert!(env.dlq_records().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_range_resets_to_the_earliest_offset_and_says_so() {
+    use rdkafka::{
+        admin::{AdminClient, AdminOptions},
+        client::DefaultClientContext,
+        ClientConfig, Offset, TopicPartitionList,
+    };
+    let env = TestEnv::new(1).await;
+    let first: Vec<Vec<u8>> = (0..50).map(|_| event(Uuid::now_v7(), "kept")).collect();
+    produce(&env, &first).await;
+    let mut sinker = env.sinker(&[]);
+    env.wait_rows(50, WAIT).await;
+    env.wait_offsets_at_high_watermarks(WAIT).await;
+    sinker.signal("TERM");
+    assert!(sinker.wait_exit(WAIT).await.success());
+
+    // 50 more records, of which retention (here: DeleteRecords) takes 30 before any sinker
+    // reads them: the stored position 50 now lies below the log start 80.
+    let second: Vec<Vec<u8>> = (0..50).map(|_| event(Uuid::now_v7(), "late")).collect();
+    produce(&env, &second).await;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &env.brokers).create().expect("admin");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&env.topic, 0, Offset::Offset(80)).expect("offset");
+    admin.delete_records(&tpl, &AdminOptions::new()).await.expect("delete records");
+
+    let sinker = env.sinker(&[]);
+    env.wait_rows(70, WAIT).await;
+    env.wait_offsets_at_high_watermarks(WAIT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.row_count().await, 70, "20 late records survived the deletion; nothing else");
+    assert!(sinker.metric("sinker_offset_resets_total", &[]).await.unwrap_or(0.0) >= 1.0, "the reset is counted");
+    assert!(sinker.logs().contains("auto.offset.reset"), "the reset is logged");
+}

@@ -75,6 +75,13 @@ impl ClientContext for SinkContext {
     }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // librdkafka applies auto.offset.reset itself and only logs it (fac OFFSET): a stored
+        // position below the log start (retention, DeleteRecords) or past its end.
+        if fac == "OFFSET" && log_message.contains("offset reset") {
+            self.metrics.offset_resets.inc();
+            tracing::warn!(detail = log_message, "a partition's position was out of range (deleted or compacted records); auto.offset.reset applied");
+            return;
+        }
         match level {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "librdkafka", fac, "{log_message}")

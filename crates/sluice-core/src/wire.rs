@@ -108,7 +108,53 @@ pub fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    fn outcome_is_a_row_or_a_reasoned_rejection(value: Option<&[u8]>) {
+        let now = t("2026-01-01T00:00:00Z");
+        match decode(value, Some(now), now, 4096) {
+            Ok(event) => {
+                // A row PostgreSQL will take: the checks the table relies on hold.
+                assert!(!event.event_type.is_empty() && event.event_type.chars().count() <= crate::event::MAX_TYPE_CHARS);
+                assert!(!event.event_type.contains('\0'));
+                assert!(event.key.as_ref().is_none_or(|k| k.chars().count() <= crate::event::MAX_KEY_CHARS));
+            }
+            Err(rejection) => assert!(!rejection.detail.is_empty(), "a rejection says why"),
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            ".{0,12}".prop_map(serde_json::Value::String),
+            Just(json!("0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b")),
+            Just(json!("2026-01-01T00:00:00Z")),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(prop_oneof![Just("id".to_owned()), Just("type".to_owned()), Just("key".to_owned()), Just("ts".to_owned()), Just("received_at".to_owned()), Just("data".to_owned()), ".{0,6}"], inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn any_bytes_decode_to_a_row_or_a_dead_letter(bytes in proptest::collection::vec(any::<u8>(), 0..300), tombstone in any::<bool>()) {
+            outcome_is_a_row_or_a_reasoned_rejection(if tombstone { None } else { Some(&bytes) });
+        }
+
+        #[test]
+        fn any_json_decodes_to_a_row_or_a_dead_letter(value in json_value()) {
+            let bytes = serde_json::to_vec(&value).unwrap_or_default();
+            outcome_is_a_row_or_a_reasoned_rejection(Some(&bytes));
+        }
+    }
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
