@@ -5,6 +5,8 @@ use std::{fmt, net::SocketAddr, time::Duration};
 use clap::{Parser, Subcommand};
 use sluice_core::{kafka::KafkaArgs, secret::redact_url, telemetry::LogArgs};
 
+use crate::store::InsertMethod;
+
 /// sluice sinker: consumes events from Kafka in a consumer group and writes them into
 /// PostgreSQL in batches, exactly once per event id. Offsets are stored in the same database
 /// transaction as the rows (compare-and-set), and committed to Kafka only after it.
@@ -42,6 +44,11 @@ pub struct Config {
     /// Rows added to the batch target after each fast commit. Default: a tenth of --batch-size.
     #[arg(long, env = "SINKER_BATCH_GROW_STEP")]
     pub batch_grow_step: Option<usize>,
+
+    /// How batches are inserted: unnest (one INSERT with one array per column) or copy (COPY
+    /// into a temporary staging table, then INSERT ... SELECT). See BENCHMARKS.md.
+    #[arg(long, env = "SINKER_INSERT_METHOD", value_enum, default_value = "unnest")]
+    pub insert_method: InsertMethod,
 
     /// Most record bytes in one batch.
     #[arg(long, env = "SINKER_BATCH_BYTES", default_value_t = 4 * 1024 * 1024)]
@@ -134,6 +141,7 @@ impl fmt::Debug for Config {
             .field("batch_size", &self.batch_size)
             .field("batch_bytes", &self.batch_bytes)
             .field("batch_timeout", &self.batch_timeout)
+            .field("insert_method", &self.insert_method)
             .field("metrics_listen", &self.metrics_listen)
             .field("dlq_topic", &self.dlq_topic())
             .field("max_event_bytes", &self.max_event_bytes)

@@ -48,6 +48,7 @@ pub struct Shared {
     pub metrics: Metrics,
     pub policy: BatchPolicy,
     pub sizer: SharedSizer,
+    pub insert_method: store::InsertMethod,
     pub max_event_bytes: usize,
 }
 
@@ -236,7 +237,7 @@ impl PartitionWorker {
         {
             return Ok(Written::Conflict { stored });
         }
-        let (inserted, refused) = match store::insert_events(&mut tx, &events).await {
+        let (inserted, refused) = match store::insert_batch(&mut tx, &events, shared.insert_method).await {
             Ok(n) => (n, Vec::new()),
             Err(e) if store::classify(&e) == ErrorKind::Rejected => {
                 shared.metrics.db_errors.with_label_values(&[ErrorKind::Rejected.label()]).inc();

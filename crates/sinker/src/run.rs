@@ -136,6 +136,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics,
         policy: BatchPolicy { max_rows: config.batch_size, max_bytes: config.batch_bytes, max_age: config.batch_timeout },
         sizer,
+        insert_method: config.insert_method,
         max_event_bytes: config.max_event_bytes,
     });
     let dispatcher = Dispatcher::new(shared, watermarks, config.max_buffered_records, config.drain_timeout);

@@ -155,6 +155,83 @@ pub async fn insert_events(conn: &mut PgConnection, events: &[&Event]) -> Result
     Ok(result.rows_affected())
 }
 
+/// How a batch goes into `events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InsertMethod {
+    /// One `INSERT ... SELECT FROM UNNEST($1::uuid[], ...)` statement: one array per column.
+    Unnest,
+    /// `COPY` into a per-session temporary staging table, then one `INSERT ... SELECT`.
+    Copy,
+}
+
+/// Inserts a batch with the chosen method; existing ids are skipped. Returns rows inserted.
+pub async fn insert_batch(conn: &mut PgConnection, events: &[&Event], method: InsertMethod) -> Result<u64, sqlx::Error> {
+    match method {
+        InsertMethod::Unnest => insert_events(conn, events).await,
+        InsertMethod::Copy => insert_events_copy(conn, events).await,
+    }
+}
+
+/// COPY (CSV) into a temporary staging table that empties itself at commit, then moves the
+/// rows over with the same conflict rule as the UNNEST path.
+pub async fn insert_events_copy(conn: &mut PgConnection, events: &[&Event]) -> Result<u64, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS events_staging
+            (id uuid, type text, key text, ts timestamptz, received_at timestamptz, data jsonb)
+            ON COMMIT DELETE ROWS",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let mut csv = Vec::with_capacity(events.len() * 256);
+    for e in events {
+        csv_row(&mut csv, e);
+    }
+    let mut copy = conn.copy_in_raw("COPY events_staging (id, type, key, ts, received_at, data) FROM STDIN (FORMAT csv)").await?;
+    copy.send(csv).await?;
+    copy.finish().await?;
+    let result = sqlx::query(
+        "INSERT INTO events (id, type, key, ts, received_at, data)
+         SELECT id, type, key, ts, received_at, data FROM events_staging
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .execute(&mut *conn)
+    .await?;
+    // The staging rows go at commit; clear them now too, in case the batch is retried in the
+    // same transaction (savepoint isolation).
+    sqlx::query("TRUNCATE events_staging").execute(&mut *conn).await?;
+    Ok(result.rows_affected())
+}
+
+fn csv_field(out: &mut Vec<u8>, value: &str) {
+    out.push(b'"');
+    for b in value.bytes() {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+fn csv_row(out: &mut Vec<u8>, e: &Event) {
+    use std::io::Write as _;
+    let _ = write!(out, "{},", e.id);
+    csv_field(out, &e.event_type);
+    out.push(b',');
+    // An unquoted empty field is NULL in CSV; a quoted one is the empty string.
+    if let Some(key) = &e.key {
+        csv_field(out, key);
+    }
+    // Microseconds, truncated, as the binary protocol of the UNNEST path stores them.
+    let micros = |t: &chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let _ = write!(out, ",{},{},", micros(&e.ts), micros(&e.received_at));
+    csv_field(out, &serde_json::to_string(&e.data).unwrap_or_else(|_| "{}".to_owned()));
+    out.push(b'\n');
+}
+
 /// Inserts events, isolating the ones PostgreSQL refuses for a permanent reason: each chunk
 /// runs under a savepoint; a refused chunk is halved until the refused rows stand alone.
 /// Returns the inserted count and the refused events' indexes with the database's reason.

@@ -103,3 +103,39 @@ async fn refused_rows_are_isolated_and_the_rest_is_written() {
     assert_eq!(refused.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![3, 4, 17]);
     assert!(refused[0].1.contains("no_bad") && refused[0].1.contains("23514"), "{}", refused[0].1);
 }
+
+#[tokio::test]
+async fn copy_and_unnest_store_the_same_rows() {
+    let unnest = fresh_store().await;
+    let copy = fresh_store().await;
+    let mut batch = events(6);
+    batch[0].key = Some(String::new());
+    batch[1].key = Some("quote \" comma , newline \n tab \t backslash \\ done".into());
+    batch[2].event_type = "t\"y,p\ne".into();
+    batch[3].data = serde_json::from_value(json!({"s": "a \"quoted\"\nline", "n": [1, 2.5, null], "u": "é😀"})).expect("object");
+    let mut refs: Vec<&Event> = batch.iter().collect();
+    refs.push(&batch[4]); // a duplicate inside the batch
+    for (store, method) in [(&unnest, store::InsertMethod::Unnest), (&copy, store::InsertMethod::Copy)] {
+        let mut tx = store.pool().begin().await.expect("begin");
+        assert_eq!(store::insert_batch(&mut tx, &refs, method).await.expect("insert"), 6, "{method:?}");
+        assert_eq!(store::insert_batch(&mut tx, &refs, method).await.expect("insert"), 0, "{method:?}: replays skip");
+        tx.commit().await.expect("commit");
+    }
+    let dump = |store: &Store| {
+        let pool = store.pool().clone();
+        async move {
+            let rows: Vec<(String, String, Option<String>, String, String, String)> = sqlx::query_as(
+                "SELECT id::text, type, key, ts::text, received_at::text, data::text FROM events ORDER BY id",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+            rows
+        }
+    };
+    let (a, b) = (dump(&unnest).await, dump(&copy).await);
+    assert_eq!(a.len(), 6);
+    assert_eq!(a, b);
+    assert!(a.iter().any(|r| r.2.as_deref() == Some("")), "an empty key is not NULL");
+    assert!(a.iter().filter(|r| r.2.is_none()).count() == 4, "absent keys are NULL");
+}
