@@ -11,12 +11,13 @@ SINKER_METRICS_LISTEN ?= 127.0.0.1:9091
 # End-to-end tests start processes and brokers; a few at a time suits a 2-core machine.
 E2E_THREADS  ?= 3
 
-.PHONY: help up down status build run test test-unit test-e2e promtool chaos
+.PHONY: help up down status build run test test-unit test-e2e promtool chaos bench
 
 help:
 	@echo "make run     stack up, migrations applied, gateway + sinker in the foreground"
 	@echo "make test    stack up, then the whole test suite (unit + end-to-end)"
 	@echo "make chaos   the long fault-injection run with exact accounting"
+	@echo "make bench   the benchmark suite; writes bench/results/<date>/ and BENCHMARKS.md"
 	@echo "make up | down | status   the local Kafka + PostgreSQL stack"
 
 up:
@@ -66,6 +67,15 @@ test: up build promtool
 # It starts its own private Kafka and PostgreSQL; CHAOS_SEED=<n> replays a run.
 chaos: build
 	target/debug/chaos --profile long --repo . $${CHAOS_SEED:+--seed $$CHAOS_SEED}
+
+# The benchmark suite (bench/run.py): release builds, the local stack, every figure against a
+# baseline measured in the same run. Writes bench/results/<date>/ and refreshes BENCHMARKS.md.
+BENCH_VENV := .stack/bench-venv
+bench: up
+	$(CARGO) build --release -p gateway -p sinker -p loadgen -p sync-baseline
+	@test -x $(BENCH_VENV)/bin/python && $(BENCH_VENV)/bin/python -c 'import matplotlib' 2>/dev/null || { \
+	  python3 -m venv $(BENCH_VENV) && $(BENCH_VENV)/bin/pip install -q matplotlib; }
+	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 test-unit:
 	$(CARGO) test --workspace --lib

@@ -1,0 +1,569 @@
+#!/usr/bin/env python3
+"""sluice benchmark suite: every figure is measured in the same run as its baseline.
+
+Driven by `make bench`, which brings the local stack up and builds release binaries first.
+Writes bench/results/<date>/report.md, results.json and PNG plots, and refreshes the latest
+table in BENCHMARKS.md. See BENCHMARKS.md for what each scenario measures and why.
+
+Usage: bench/run.py [--quick]   (--quick: smaller sizes, for trying the tooling)
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = REPO / "target" / "release"
+STACK = REPO / "deploy" / "local" / "stack.sh"
+PSQL = "psql"
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def stack_env():
+    out = subprocess.run(["bash", str(STACK), "env"], check=True, capture_output=True, text=True).stdout
+    env = dict(line.split("=", 1) for line in out.strip().splitlines() if "=" in line)
+    return env["DATABASE_URL"], env["KAFKA_BROKERS"]
+
+
+ADMIN_URL, BROKERS = stack_env()
+
+
+def db_url(name):
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def psql(url, sql, timeout=600):
+    r = subprocess.run([PSQL, "-X", "-q", "-At", url, "-c", sql], capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"psql failed: {r.stderr.strip()} ({sql[:80]})")
+    return r.stdout.strip()
+
+
+def fresh_db(tag):
+    name = f"bench_{tag}_{uuid.uuid4().hex[:8]}"
+    psql(ADMIN_URL, f"CREATE DATABASE {name}")
+    url = db_url(name)
+    # The same migrations the sinker applies.
+    subprocess.run([str(BIN / "sinker"), "migrate"], check=True, env={**os.environ, "DATABASE_URL": url},
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return url
+
+
+def topic_create(name, partitions):
+    subprocess.run(["bash", str(STACK), "topic-create", name, str(partitions)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=60):
+    import urllib.request
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready in {timeout}s")
+
+
+def metric(port, name):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    total = None
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total = (total or 0) + float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def peak_rss_mb(pid):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+class Proc:
+    """A background process whose peak RSS we can read before stopping it."""
+
+    def __init__(self, name, args, env=None, logdir=None):
+        self.name = name
+        self.log = open(logdir / f"{name}.log", "w") if logdir else subprocess.DEVNULL
+        self.p = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def rss_mb(self):
+        return peak_rss_mb(self.p.pid)
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+class Bench:
+    def __init__(self, quick):
+        self.quick = quick
+        self.date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+        self.out = REPO / "bench" / "results" / self.date
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.raw = self.out / "raw"
+        self.raw.mkdir(exist_ok=True)
+        self.results = {"date": self.date, "quick": quick, "machine": machine()}
+
+    # ---------- processes ----------
+
+    def gateway(self, topic, group, extra=()):
+        port = free_port()
+        p = Proc(f"gateway-{port}", [str(BIN / "gateway"), "--listen", f"127.0.0.1:{port}", "--brokers", BROKERS,
+                                     "--topic", topic, "--sinker-group", group, "--lag-throttle", "0", *extra],
+                 logdir=self.raw)
+        wait_http(f"http://127.0.0.1:{port}/readyz")
+        p.port = port
+        return p
+
+    def sinker(self, topic, group, url, extra=()):
+        port = free_port()
+        p = Proc(f"sinker-{port}", [str(BIN / "sinker"), "--brokers", BROKERS, "--topic", topic, "--group", group,
+                                    "--database-url", url, "--metrics-listen", f"127.0.0.1:{port}", *extra],
+                 logdir=self.raw)
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        p.port = port
+        return p
+
+    def sync_service(self, url):
+        port = free_port()
+        p = Proc(f"sync-{port}", [str(BIN / "sync-baseline"), "--listen", f"127.0.0.1:{port}", "--database-url", url],
+                 logdir=self.raw)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        p.port = port
+        return p
+
+    def loadgen(self, name, port, *args):
+        out = self.raw / f"loadgen-{name}.json"
+        cmd = [str(BIN / "loadgen"), "--url", f"http://127.0.0.1:{port}/v1/events", "--json-out", str(out),
+               "--keys", "uniform", "--payload-bytes", "256", *args]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=open(self.raw / f"loadgen-{name}.log", "w"))
+        return json.loads(out.read_text())
+
+    # ---------- scenario 1: ingest capacity ----------
+
+    def ingest(self):
+        log("1/7 ingest capacity: gateway vs synchronous INSERT per event, concurrency sweep")
+        concurrencies = [16, 64] if self.quick else [16, 64, 256, 512]
+        secs = "5s" if self.quick else "10s"
+        rows = []
+        topic, group = f"bench_ingest_{uuid.uuid4().hex[:6]}", f"bench_ingest_{uuid.uuid4().hex[:6]}"
+        topic_create(topic, 6)
+        gw_db = fresh_db("ingest_gw")
+        gw = self.gateway(topic, group)
+        sk = self.sinker(topic, group, gw_db)
+        sync_db = fresh_db("ingest_sync")
+        sync = self.sync_service(sync_db)
+        for batch in ([1, 100]):
+            for c in (concurrencies if batch == 1 else concurrencies[:2]):
+                for system, port in (("sluice", gw.port), ("sync", sync.port)):
+                    r = self.loadgen(f"ingest-{system}-b{batch}-c{c}", port, "--mode", "closed", "--concurrency", str(c),
+                                     "--batch", str(batch), "--duration", secs, "--warmup", "2s", "--timeout", "60s")
+                    rows.append({"system": system, "batch": batch, "concurrency": c, "events_per_s": r["events_2xx_per_s"],
+                                 "requests_per_s": r["requests_2xx_per_s"], "non_2xx": r["requests_sent"] - r["requests_2xx"],
+                                 "latency_ms": r["latency_ms"]})
+                    log(f"  {system:6} batch {batch:3} c={c:3}: {r['events_2xx_per_s']:9.0f} events/s, p99 {r['latency_ms']['p99']} ms")
+        self.results["gateway_rss_mb_saturated"] = gw.rss_mb()
+        for p in (gw, sk, sync):
+            p.stop()
+        self.results["ingest"] = rows
+
+        def best(system, batch):
+            return max((r for r in rows if r["system"] == system and r["batch"] == batch), key=lambda r: r["events_per_s"])
+        self.results["ingest_best"] = {f"{s}_b{b}": best(s, b) for s in ("sluice", "sync") for b in (1, 100)}
+        return rows
+
+    # ---------- scenario 2: decoupling under database stress ----------
+
+    def stress(self):
+        sync_best = self.results["ingest_best"]["sync_b1"]["requests_per_s"]
+        rate = max(10, round(sync_best / 2))
+        log(f"2/7 decoupling under database stress: open loop at {rate} req/s (half the synchronous service's best)")
+        secs = "10s" if self.quick else "30s"
+        rows = []
+        for system in ("sluice", "sync"):
+            for stress in ("none", "lock", "writes"):
+                topic, group = f"bench_stress_{uuid.uuid4().hex[:6]}", f"bench_stress_{uuid.uuid4().hex[:6]}"
+                url = fresh_db(f"stress_{system}")
+                procs = []
+                if system == "sluice":
+                    topic_create(topic, 6)
+                    gw = self.gateway(topic, group)
+                    procs += [gw, self.sinker(topic, group, url)]
+                    port = gw.port
+                else:
+                    s = self.sync_service(url)
+                    procs.append(s)
+                    port = s.port
+                stop = threading.Event()
+                stressor = threading.Thread(target=stress_db, args=(url, stress, stop), daemon=True)
+                stressor.start()
+                r = self.loadgen(f"stress-{system}-{stress}", port, "--mode", "open", "--rate", str(rate),
+                                 "--duration", secs, "--warmup", "2s", "--timeout", "30s")
+                stop.set()
+                stressor.join()
+                for p in procs:
+                    p.stop()
+                rows.append({"system": system, "stress": stress, "rate": rate, "latency_ms": r["latency_ms"],
+                             "non_2xx": r["requests_sent"] - r["requests_2xx"], "statuses": r["statuses"]})
+                lat = r["latency_ms"]
+                log(f"  {system:6} {stress:6}: p50 {lat['p50']} p99 {lat['p99']} max {lat['max']} ms, non-2xx {rows[-1]['non_2xx']}")
+        self.results["stress"] = rows
+
+    # ---------- scenario 3 and 7: drain vs COPY, memory with 1M lag ----------
+
+    def prefill(self, partitions, events):
+        topic = f"bench_drain_p{partitions}_{uuid.uuid4().hex[:6]}"
+        topic_create(topic, partitions)
+        gw = self.gateway(topic, "nobody")
+        batch = 500
+        requests = events // batch
+        self.loadgen(f"prefill-{topic}", gw.port, "--mode", "closed", "--concurrency", "8", "--batch", str(batch),
+                     "--requests", str(requests), "--duration", "600s", "--timeout", "60s")
+        gw.stop()
+        return topic, requests * batch
+
+    def drain(self, topic, events, sinkers, extra=(), sample=False):
+        url = fresh_db("drain")
+        group = f"bench_drain_{uuid.uuid4().hex[:6]}"
+        start = time.time()
+        procs = [self.sinker(topic, group, url, extra) for _ in range(sinkers)]
+        series, peak = [], 0.0
+        while True:
+            n = int(psql(url, "SELECT count(*) FROM events"))
+            series.append((time.time() - start, n))
+            peak = max([peak] + [p.rss_mb() or 0 for p in procs])
+            if n >= events:
+                break
+            if time.time() - start > 900:
+                raise RuntimeError(f"drain of {topic} stuck at {n}/{events}")
+            time.sleep(0.25)
+        seconds = time.time() - start
+        for p in procs:
+            p.stop()
+        return {"seconds": seconds, "rows_per_s": events / seconds, "peak_rss_mb": peak, "series": series if sample else None, "url": url}
+
+    def copy_baseline(self, url, events):
+        """The physical limit: COPY the same rows into an identical table (same primary key)."""
+        dump = Path(tempfile.mkdtemp()) / "rows.csv"
+        psql(url, f"\\copy (SELECT id, type, key, ts, received_at, data FROM events) TO '{dump}' WITH (FORMAT csv)")
+        psql(url, "CREATE TABLE events_copy (LIKE events INCLUDING ALL)")
+        start = time.time()
+        psql(url, f"\\copy events_copy (id, type, key, ts, received_at, data) FROM '{dump}' WITH (FORMAT csv)")
+        seconds = time.time() - start
+        dump.unlink()
+        return {"seconds": seconds, "rows_per_s": events / seconds}
+
+    def drains(self):
+        events = 100_000 if self.quick else 1_000_000
+        log(f"3/7 drain vs COPY: {events} events prefilled, sinker group from start to lag 0")
+        rows = []
+        topics = {}
+        for partitions in (1, 6, 12):
+            topics[partitions] = self.prefill(partitions, events)
+        for partitions, sinkers in ((1, 1), (6, 1), (12, 1), (12, 2), (12, 4)):
+            topic, n = topics[partitions]
+            d = self.drain(topic, n, sinkers, sample=(partitions == 12))
+            c = self.copy_baseline(d["url"], n)
+            rows.append({"partitions": partitions, "sinkers": sinkers, "events": n, "sluice_rows_per_s": d["rows_per_s"],
+                         "copy_rows_per_s": c["rows_per_s"], "ratio": d["rows_per_s"] / c["rows_per_s"],
+                         "sinker_peak_rss_mb": d["peak_rss_mb"], "series": d["series"]})
+            log(f"  p={partitions:2} sinkers={sinkers}: sluice {d['rows_per_s']:8.0f} rows/s, COPY {c['rows_per_s']:8.0f} rows/s "
+                f"({100 * d['rows_per_s'] / c['rows_per_s']:.0f}%), sinker peak RSS {d['peak_rss_mb']:.0f} MB")
+        self.results["drain"] = rows
+        self.results["drain_topics"] = {str(k): v[0] for k, v in topics.items()}
+        self.results["drain_events"] = events
+
+    # ---------- scenario 4: Debezium JDBC sink ----------
+
+    def debezium(self):
+        script = REPO / "bench" / "debezium" / "run.sh"
+        events = 50_000 if self.quick else 200_000
+        log(f"4/7 drain vs Kafka Connect + Debezium JDBC sink: {events} events, 6 partitions")
+        if not script.exists():
+            self.results["debezium"] = {"error": "bench/debezium/run.sh is missing"}
+            return
+        r = subprocess.run(["bash", str(script), "--brokers", BROKERS, "--database-url", ADMIN_URL, "--events", str(events),
+                            "--partitions", "6", "--batch-size", "500"], capture_output=True, text=True, timeout=1800)
+        (self.raw / "debezium.log").write_text(r.stderr)
+        try:
+            dbz = json.loads(r.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            self.results["debezium"] = {"error": f"debezium run failed (exit {r.returncode}); see raw/debezium.log"}
+            log(f"  debezium run failed: {r.stderr.strip().splitlines()[-1:]}")
+            return
+        # sluice on the same number of events and partitions, measured now.
+        topic, n = self.prefill(6, events)
+        d = self.drain(topic, n, 1)
+        self.results["debezium"] = {"debezium": dbz, "sluice_rows_per_s": d["rows_per_s"], "events": n,
+                                    "ratio": d["rows_per_s"] / dbz["rows_per_second"]}
+        log(f"  debezium {dbz['rows_per_second']:.0f} rows/s, sluice {d['rows_per_s']:.0f} rows/s "
+            f"({d['rows_per_s'] / dbz['rows_per_second']:.1f}x)")
+
+    # ---------- scenario 5: freshness ----------
+
+    def freshness(self):
+        best = self.results["ingest_best"]["sluice_b1"]["requests_per_s"]
+        rate = max(10, round(best / 2))
+        log(f"5/7 end-to-end freshness at {rate} req/s (50% of the gateway's measured single-event capacity)")
+        topic, group = f"bench_fresh_{uuid.uuid4().hex[:6]}", f"bench_fresh_{uuid.uuid4().hex[:6]}"
+        topic_create(topic, 6)
+        url = fresh_db("fresh")
+        gw = self.gateway(topic, group)
+        sk = self.sinker(topic, group, url)
+        r = self.loadgen("freshness", gw.port, "--mode", "open", "--rate", str(rate), "--duration", "10s" if self.quick else "30s",
+                         "--timeout", "30s")
+        time.sleep(3)
+        gw.stop()
+        sk.stop()
+        q = psql(url, "SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM inserted_at - received_at)), "
+                      "max(extract(epoch FROM inserted_at - received_at)), count(*) FROM events")
+        m = re.match(r"\{([^,]+),([^}]+)\}\|([^|]+)\|(\d+)", q)
+        p50, p99, mx, n = float(m.group(1)), float(m.group(2)), float(m.group(3)), int(m.group(4))
+        self.results["freshness"] = {"rate": rate, "rows": n, "p50_ms": p50 * 1000, "p99_ms": p99 * 1000, "max_ms": mx * 1000,
+                                     "accepted": r["events_2xx"]}
+        log(f"  freshness p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms over {n} rows")
+
+    # ---------- scenario 6: batch size and insert method ----------
+
+    def batch_sweep(self):
+        events = 50_000 if self.quick else 200_000
+        log(f"6/7 batch-size sweep x insert method: drain of {events} events, 6 partitions, 1 sinker")
+        topic, n = self.prefill(6, events)
+        rows = []
+        for method in ("unnest", "copy"):
+            for size in (50, 200, 500, 2000, 5000):
+                d = self.drain(topic, n, 1, extra=("--batch-size", str(size), "--insert-method", method,
+                                                    "--max-buffered-records", str(max(5000, 2 * size)),
+                                                    "--batch-timeout", "500ms"))
+                rows.append({"method": method, "batch_size": size, "rows_per_s": d["rows_per_s"]})
+                log(f"  {method:6} batch {size:5}: {d['rows_per_s']:8.0f} rows/s")
+        self.results["batch_sweep"] = rows
+
+    # ---------- report ----------
+
+    def plots(self):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        # Throughput vs offered load (concurrency).
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for system in ("sluice", "sync"):
+            pts = [(r["concurrency"], r["events_per_s"]) for r in self.results["ingest"] if r["system"] == system and r["batch"] == 1]
+            ax.plot(*zip(*pts), marker="o", label=f"{system} (1 event/request)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel("events/s accepted")
+        ax.set_title("Ingest throughput vs offered load")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(self.out / "throughput.png", dpi=110)
+        plt.close(fig)
+
+        # Latency percentiles under stress.
+        fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharey=True)
+        for ax, stress in zip(axes, ("none", "lock", "writes")):
+            for system in ("sluice", "sync"):
+                r = next(x for x in self.results["stress"] if x["system"] == system and x["stress"] == stress)
+                lat = r["latency_ms"]
+                ax.plot(["p50", "p90", "p99", "p99.9", "max"], [lat["p50"], lat["p90"], lat["p99"], lat["p999"], lat["max"]],
+                        marker="o", label=system)
+            ax.set_yscale("log")
+            ax.set_title(f"stress: {stress}")
+            ax.set_xlabel("percentile")
+        axes[0].set_ylabel("latency (ms, log)")
+        axes[0].legend()
+        fig.suptitle("Accept latency at the same offered rate")
+        fig.tight_layout()
+        fig.savefig(self.out / "latency.png", dpi=110)
+        plt.close(fig)
+
+        # Drain progress over time.
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r in self.results["drain"]:
+            if r["series"]:
+                t, n = zip(*r["series"])
+                ax.plot(t, n, label=f"{r['sinkers']} sinker(s), {r['partitions']} partitions")
+        ax.set_xlabel("seconds since the sinkers started")
+        ax.set_ylabel("rows written")
+        ax.set_title(f"Drain of {self.results['drain_events']} prefilled events")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(self.out / "drain.png", dpi=110)
+        plt.close(fig)
+
+    def report(self):
+        R = self.results
+        b = R["ingest_best"]
+        lines = [f"# sluice benchmark report, {R['date']}" + (" (quick mode)" if R["quick"] else ""), "",
+                 f"Machine: {R['machine']}", "",
+                 "All figures come from one run of `make bench`; every comparison is against a baseline measured in the same run.", "",
+                 "## 1. Ingest vs the synchronous-write design", "",
+                 "| system | events/request | best events/s | at concurrency | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
+        for key in ("sluice_b1", "sync_b1", "sluice_b100", "sync_b100"):
+            r = b[key]
+            lines.append(f"| {r['system']} | {r['batch']} | {r['events_per_s']:.0f} | {r['concurrency']} | {r['latency_ms']['p50']} | {r['latency_ms']['p99']} |")
+        r1 = b["sluice_b1"]["events_per_s"] / b["sync_b1"]["events_per_s"]
+        r100 = b["sluice_b100"]["events_per_s"] / b["sync_b100"]["events_per_s"]
+        R["ratios"] = {"ingest_single": r1, "ingest_batch100": r100}
+        lines += ["", f"Ratio, single events: **{r1:.1f}x** (target 2x). Ratio, 100-event requests: **{r100:.1f}x** (target 20x).", "",
+                  "![throughput](throughput.png)", "", "## 2. Decoupling under database stress", "",
+                  f"Open loop at {R['stress'][0]['rate']} requests/s for both (half the synchronous service's best).", "",
+                  "| system | stress | p50 ms | p99 ms | max ms | non-2xx |", "|---|---|---|---|---|---|"]
+        for r in R["stress"]:
+            lat = r["latency_ms"]
+            lines.append(f"| {r['system']} | {r['stress']} | {lat['p50']} | {lat['p99']} | {lat['max']} | {r['non_2xx']} |")
+
+        def p99(system, stress):
+            return next(x for x in R["stress"] if x["system"] == system and x["stress"] == stress)["latency_ms"]["p99"]
+        for stress in ("lock", "writes"):
+            own = p99("sluice", stress) / p99("sluice", "none")
+            vs = p99("sync", stress) / p99("sluice", stress)
+            R["ratios"][f"stress_{stress}_self"] = own
+            R["ratios"][f"stress_{stress}_vs_sync"] = vs
+            lines.append(f"\nUnder `{stress}`: gateway p99 is **{own:.2f}x** its unstressed p99 (target at most 2x) and "
+                         f"**{vs:.0f}x** below the synchronous service's p99 (target at least 50x).")
+        lines += ["", "![latency](latency.png)", "", "## 3. Drain vs the physical limit (COPY into an identical table)", "",
+                  "| partitions | sinkers | events | sluice rows/s | COPY rows/s | sluice / COPY | sinker peak RSS MB |", "|---|---|---|---|---|---|---|"]
+        for r in R["drain"]:
+            lines.append(f"| {r['partitions']} | {r['sinkers']} | {r['events']} | {r['sluice_rows_per_s']:.0f} | {r['copy_rows_per_s']:.0f} | "
+                         f"{100 * r['ratio']:.0f}% | {r['sinker_peak_rss_mb']:.0f} |")
+        lines += ["", "Target: sinker drain at least 60% of the raw COPY rate.", "", "![drain](drain.png)", "",
+                  "## 4. Drain vs Kafka Connect + Debezium JDBC sink", ""]
+        d = R.get("debezium", {})
+        if "error" in d:
+            lines.append(f"Not measured: {d['error']}.")
+        else:
+            lines += [f"{d['events']} events, 6 partitions, batch size 500 for both.", "",
+                      "| system | rows/s |", "|---|---|",
+                      f"| sluice sinker (1 process) | {d['sluice_rows_per_s']:.0f} |",
+                      f"| Debezium JDBC sink (Connect standalone) | {d['debezium']['rows_per_second']:.0f} |", "",
+                      f"Ratio: **{d['ratio']:.1f}x** (target 3x). Table-shape differences: bench/debezium/README.md."]
+        f = R["freshness"]
+        lines += ["", "## 5. End-to-end freshness", "",
+                  f"At {f['rate']} events/s (50% of the measured single-event capacity): inserted_at - received_at "
+                  f"p50 **{f['p50_ms']:.0f} ms**, p99 **{f['p99_ms']:.0f} ms**, max {f['max_ms']:.0f} ms over {f['rows']} rows "
+                  "(inserted_at is the sinker transaction's start, a few ms before its commit).", "",
+                  "## 6. Batch size and insert method", "", "| batch size | UNNEST rows/s | COPY rows/s |", "|---|---|---|"]
+        for size in (50, 200, 500, 2000, 5000):
+            u = next(x for x in R["batch_sweep"] if x["method"] == "unnest" and x["batch_size"] == size)["rows_per_s"]
+            c = next(x for x in R["batch_sweep"] if x["method"] == "copy" and x["batch_size"] == size)["rows_per_s"]
+            lines.append(f"| {size} | {u:.0f} | {c:.0f} |")
+        sinker_rss = max(r["sinker_peak_rss_mb"] for r in R["drain"])
+        lines += ["", "## 7. Memory", "",
+                  f"- Gateway peak RSS after the saturation sweep: **{R['gateway_rss_mb_saturated']:.0f} MB** (target under 150 MB).",
+                  f"- Sinker peak RSS while draining {R['drain_events']} events of lag: **{sinker_rss:.0f} MB** (target under 250 MB).", ""]
+        (self.out / "report.md").write_text("\n".join(lines) + "\n")
+        (self.out / "results.json").write_text(json.dumps(R, indent=1, default=str))
+        return "\n".join(lines)
+
+
+def stress_db(url, kind, stop):
+    """The database stress schedules of scenario 2."""
+    if kind == "lock":
+        while not stop.is_set():
+            stop.wait(8)
+            if stop.is_set():
+                break
+            subprocess.run([PSQL, "-X", "-q", url, "-c",
+                            "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT;"],
+                           capture_output=True)
+    elif kind == "writes":
+        psql(url, "CREATE TABLE IF NOT EXISTS stress (id bigserial PRIMARY KEY, payload text, at timestamptz DEFAULT now())")
+        script = Path(tempfile.mkdtemp()) / "stress.sql"
+        script.write_text("INSERT INTO stress (payload) SELECT md5(random()::text) FROM generate_series(1, 50);\n")
+        p = subprocess.Popen([PGBENCH, "-n", "-c", "16", "-j", "2", "-T", "3600", "-f", str(script), url],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stop.wait()
+        p.terminate()
+        p.wait()
+    else:
+        stop.wait()
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
+    mem = next((int(l.split()[1]) // 1024 // 1024 for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")), 0)
+    return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, {platform.platform()}"
+
+
+def update_benchmarks_md(report_text, out):
+    path = REPO / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else ""
+    begin, end = "<!-- latest:begin -->", "<!-- latest:end -->"
+    body = report_text.replace("](", f"]({out.relative_to(REPO)}/")
+    body = re.sub(r"^# .*\n", "", body, count=1)
+    block = f"{begin}\nLatest run: `{out.relative_to(REPO)}/report.md`\n{body}\n{end}"
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text += "\n" + block + "\n"
+    path.write_text(text)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    started = time.time()
+    b = Bench(args.quick)
+    b.ingest()
+    b.stress()
+    b.drains()
+    b.debezium()
+    b.freshness()
+    b.batch_sweep()
+    b.results["wall_seconds"] = time.time() - started
+    b.plots()
+    text = b.report()
+    if not args.quick:
+        update_benchmarks_md(text, b.out)
+    log(f"done in {time.time() - started:.0f}s: {b.out / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()
