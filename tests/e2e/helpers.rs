@@ -454,54 +454,24 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
 }
 
 /// A private stack (its own Kafka and PostgreSQL on other ports, its own state dir), for tests
-/// that stop or restart a service. Torn down on drop.
-pub struct PrivateStack {
-    pub state_dir: PathBuf,
-    pub kafka_port: u16,
-    pub pg_port: u16,
-    envs: Vec<(String, String)>,
-}
+/// that stop or restart a service. The chaos harness's, torn down on drop.
+pub struct PrivateStack(chaos::cluster::Stack);
 
 impl PrivateStack {
     pub fn start() -> Self {
         let state_dir = std::env::temp_dir().join(random_name("sluice-stack"));
-        let (kafka_port, controller, sasl, pg_port) = (free_port(), free_port(), free_port(), free_port());
-        let envs = vec![
-            ("SLUICE_STATE_DIR".to_owned(), state_dir.display().to_string()),
-            ("KAFKA_PORT".to_owned(), kafka_port.to_string()),
-            ("KAFKA_CONTROLLER_PORT".to_owned(), controller.to_string()),
-            ("KAFKA_SASL_PORT".to_owned(), sasl.to_string()),
-            ("PG_PORT".to_owned(), pg_port.to_string()),
-        ];
-        let stack = Self { state_dir, kafka_port, pg_port, envs };
-        stack.run(&["up"]);
-        stack
+        Self(chaos::cluster::Stack::start(&PathBuf::from(env!("CARGO_MANIFEST_DIR")), state_dir).expect("private stack up"))
     }
 
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.kafka_port)
+        self.0.brokers()
     }
 
     pub fn admin_database_url(&self) -> String {
-        format!("postgres://sluice:sluice@127.0.0.1:{}/sluice", self.pg_port)
+        self.0.admin_url()
     }
 
     pub fn run(&self, args: &[&str]) {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/local/stack.sh");
-        let output = Command::new("bash").arg(script).args(args).envs(self.envs.iter().map(|(k, v)| (k, v))).output().expect("run stack.sh");
-        assert!(
-            output.status.success(),
-            "stack.sh {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-}
-
-impl Drop for PrivateStack {
-    fn drop(&mut self) {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/local/stack.sh");
-        let _ = Command::new("bash").arg(script).arg("down").envs(self.envs.iter().map(|(k, v)| (k, v))).output();
-        let _ = std::fs::remove_dir_all(&self.state_dir);
+        self.0.run(args).unwrap_or_else(|e| panic!("{e:#}"));
     }
 }
