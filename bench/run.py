@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = REPO / "target" / "release"
+BIN = Path(os.environ.get("BENCH_BIN_DIR", REPO / "target" / "release"))
 STACK = REPO / "deploy" / "local" / "stack.sh"
 PSQL = "psql"
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"

@@ -328,3 +328,23 @@ async fn a_deleted_range_resets_to_the_earliest_offset_and_says_so() {
     assert!(sinker.metric("sinker_offset_resets_total", &[]).await.unwrap_or(0.0) >= 1.0, "the reset is counted");
     assert!(sinker.logs().contains("auto.offset.reset"), "the reset is logged");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_catches_up_after_a_crash_between_the_commits_of_the_last_batch() {
+    let env = TestEnv::new(1).await;
+    let values: Vec<Vec<u8>> = (0..100).map(|_| event(Uuid::now_v7(), "last")).collect();
+    produce(&env, &values).await;
+    // Ten batches of ten: the process dies after the database commit of the tenth, before its
+    // Kafka commit. The database has everything; Kafka's copy is behind.
+    let mut doomed = env.sinker_with_env(&["--batch-size", "10", "--batch-timeout", "5s"], &[("SLUICE_FAILPOINT", "sinker.after_db_commit:10")]);
+    assert!(!doomed.wait_exit(WAIT).await.success());
+    assert_eq!(env.row_count().await, 100);
+    assert_eq!(env.sink_offsets().await.get(&0), Some(&100));
+    let behind = env.committed().get(&0).copied().unwrap_or(0);
+    assert!(behind < 100, "the crash left Kafka's copy behind (async commits in flight are lost): {behind}");
+
+    // With nothing left to write, the new owner still brings Kafka's copy up to the database's.
+    let _sinker = env.sinker(&["--batch-size", "10"]);
+    env.wait_offsets_at_high_watermarks(WAIT).await;
+    assert_eq!(env.row_count().await, 100);
+}

@@ -74,6 +74,9 @@ impl Dispatcher {
                     if ticks % 10 == 0 {
                         self.update_lag();
                     }
+                    if ticks % 50 == 0 {
+                        self.recommit_written();
+                    }
                 }
             }
         }
@@ -166,6 +169,26 @@ impl Dispatcher {
             task.abort();
         }
         written
+    }
+
+    /// Every few seconds, commits every owned partition's written offset to Kafka again. Kafka's
+    /// copy can fall behind the database's: an async commit lost to a crash or a rebalance, or
+    /// a partition assigned at a stored offset past Kafka's and with nothing new to write. The
+    /// copy feeds lag monitoring, so it must catch up without waiting for new records. Safe:
+    /// `written` only ever holds offsets the database has committed.
+    fn recommit_written(&self) {
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, worker) in &self.workers {
+            let written = worker.state.written.load(Ordering::SeqCst);
+            if written >= 0 && tpl.add_partition_offset(&self.shared.topic, partition, rdkafka::Offset::Offset(written)).is_err() {
+                tracing::error!(partition, written, "invalid offset to commit");
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(error) = self.shared.consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async) {
+                tracing::debug!(%error, "periodic kafka commit not sent");
+            }
+        }
     }
 
     fn update_lag(&self) {
