@@ -37,7 +37,7 @@ pub struct Config {
     #[arg(long, env = "SINKER_BATCH_TARGET_LATENCY", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub batch_target_latency: Duration,
 
-    /// Smallest batch target the adaptive sizing goes down to.
+    /// Smallest batch target the adaptive sizing goes down to (at most --batch-size).
     #[arg(long, env = "SINKER_BATCH_MIN_SIZE", default_value_t = 10)]
     pub batch_min_size: usize,
 
@@ -71,8 +71,9 @@ pub struct Config {
     pub max_event_bytes: usize,
 
     /// Records buffered per partition before the partition is paused (bounds memory while
-    /// the database is slow or down).
-    #[arg(long, env = "SINKER_MAX_BUFFERED_RECORDS", default_value_t = 5000)]
+    /// the database is slow or down); it resumes at half. Too small a buffer pauses a partition
+    /// that is merely busy, and every resume fetches again (see BENCHMARKS.md).
+    #[arg(long, env = "SINKER_MAX_BUFFERED_RECORDS", default_value_t = 20000)]
     pub max_buffered_records: usize,
 
     /// Database connections in the pool (partitions are written in parallel, up to this many).
@@ -104,6 +105,10 @@ pub enum Command {
 }
 
 impl Config {
+    pub fn batch_min_size(&self) -> usize {
+        self.batch_min_size.min(self.batch_size)
+    }
+
     pub fn batch_grow_step(&self) -> usize {
         self.batch_grow_step.unwrap_or(self.batch_size / 10).max(1)
     }
@@ -116,8 +121,8 @@ impl Config {
         if self.batch_size == 0 {
             return Err("--batch-size must be at least 1".to_owned());
         }
-        if self.batch_min_size == 0 || self.batch_min_size > self.batch_size {
-            return Err("--batch-min-size must be between 1 and --batch-size".to_owned());
+        if self.batch_min_size == 0 {
+            return Err("--batch-min-size must be at least 1".to_owned());
         }
         if self.batch_bytes < self.max_event_bytes {
             return Err("--batch-bytes must be at least --max-event-bytes, or a large event could never be written".to_owned());

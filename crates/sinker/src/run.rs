@@ -71,7 +71,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let metrics = Metrics::new();
     let sizer = SharedSizer::new(
         SizerConfig {
-            min_rows: config.batch_min_size,
+            min_rows: config.batch_min_size(),
             max_rows: config.batch_size,
             target_latency: config.batch_target_latency,
             grow_step: config.batch_grow_step(),
@@ -114,7 +114,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ("heartbeat.interval.ms", "2000"),
             ("statistics.interval.ms", "1000"),
             // Bounds prefetch memory per partition; the worker buffers bound the rest.
-            ("queued.max.messages.kbytes", "16384"),
+            ("queued.max.messages.kbytes", "8192"),
             ("isolation.level", "read_committed"),
         ])
         .create_with_context(context)

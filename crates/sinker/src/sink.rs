@@ -52,7 +52,10 @@ impl Dispatcher {
     /// Runs until shutdown or until the poll thread is gone; then drains every partition and
     /// commits what was written.
     pub async fn run(mut self, mut events: mpsc::Receiver<PollEvent>, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        // Resuming a drained partition promptly matters: a paused partition's prefetched
+        // records were dropped, so after a resume the consumer must fetch again before the
+        // worker has anything to write.
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
         loop {
@@ -71,10 +74,10 @@ impl Dispatcher {
                 _ = tick.tick() => {
                     ticks += 1;
                     self.resume_drained();
-                    if ticks % 10 == 0 {
+                    if ticks % 50 == 0 {
                         self.update_lag();
                     }
-                    if ticks % 50 == 0 {
+                    if ticks % 250 == 0 {
                         self.recommit_written();
                     }
                 }
