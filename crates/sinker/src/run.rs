@@ -114,7 +114,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ("heartbeat.interval.ms", "2000"),
             ("statistics.interval.ms", "1000"),
             // Bounds prefetch memory per partition; the worker buffers bound the rest.
-            ("queued.max.messages.kbytes", "8192"),
+            ("queued.max.messages.kbytes", "16384"),
             ("isolation.level", "read_committed"),
         ])
         .create_with_context(context)
