@@ -272,7 +272,7 @@ async fn a_missing_topic_is_not_ready_and_writes_answer_503() {
 async fn a_stopped_broker_gets_503_and_the_gateway_recovers_by_itself() {
     let stack = crate::helpers::PrivateStack::start();
     let env = TestEnv::with_stack(2, &stack.brokers(), &stack.admin_database_url()).await;
-    let gateway = ready_gateway(&env, &["--request-timeout", "6s", "--produce-timeout", "3s"]).await;
+    let gateway = ready_gateway(&env, &["--request-timeout", "6s", "--produce-timeout", "3s", "--lag-stale-after", "2s"]).await;
     assert_eq!(post(&gateway, "application/json", r#"{"type":"before"}"#).await.status(), 202);
 
     stack.run(&["kafka-stop"]);
@@ -291,6 +291,14 @@ async fn a_stopped_broker_gets_503_and_the_gateway_recovers_by_itself() {
     .await;
     let r = post(&gateway, "application/json", r#"{"type":"during"}"#).await;
     assert_eq!(r.status(), 503);
+    // A prolonged unknown lag shows in the metrics, and /readyz explains it.
+    crate::helpers::eventually(Duration::from_secs(30), "lag reported unknown", || async {
+        let known = gateway.metric("gateway_consumer_lag_known", &[]).await?;
+        let body: Value = reqwest::get(gateway.url("/readyz")).await.ok()?.json().await.ok()?;
+        let explained = body["lag"].as_str().is_some_and(|s| s.contains("unknown"));
+        (known == 0.0 && explained).then_some(())
+    })
+    .await;
 
     stack.run(&["kafka-start"]);
     crate::helpers::eventually(Duration::from_secs(60), "writes succeed again without a restart", || async {
