@@ -12,6 +12,11 @@ use gateway::{
 };
 use tokio::sync::Semaphore;
 
+/// mimalloc: the request and batch paths allocate and free many small objects; glibc's
+/// malloc took about a fifth of the CPU in profiles (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();

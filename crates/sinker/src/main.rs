@@ -4,6 +4,11 @@ use clap::Parser;
 use sinker::config::{Command, Config};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: the request and batch paths allocate and free many small objects; glibc's
+/// malloc took about a fifth of the CPU in profiles (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
