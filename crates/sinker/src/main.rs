@@ -4,11 +4,8 @@ use clap::Parser;
 use sinker::config::{Command, Config};
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc: the request and batch paths allocate and free many small objects; glibc's
-/// malloc took about a fifth of the CPU in profiles (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
+// The sinker keeps glibc's allocator: mimalloc made no measurable difference to its drain rate
+// and raised its peak RSS past the 250 MB budget with 1M events of lag (BENCHMARKS.md).
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
