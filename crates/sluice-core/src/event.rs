@@ -144,7 +144,7 @@ impl CommonFields {
         let data = match obj.remove("data") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => {
-                if let Some(path) = find_nul(&Value::Object(map.clone())) {
+                if let Some(path) = find_nul_in_object(&map) {
                     return Err(EventError::field(
                         "data",
                         format!("`data` holds a NUL character (\\u0000) at {path}: PostgreSQL cannot store it; remove it"),
@@ -215,15 +215,19 @@ fn find_nul(value: &Value) -> Option<String> {
             .iter()
             .enumerate()
             .find_map(|(i, v)| find_nul(v).map(|p| format!("$[{i}]{}", &p[1..]))),
-        Value::Object(map) => map.iter().find_map(|(k, v)| {
-            if k.contains('\0') {
-                Some(format!("$.{}", k.escape_debug()))
-            } else {
-                find_nul(v).map(|p| format!("$.{k}{}", &p[1..]))
-            }
-        }),
+        Value::Object(map) => find_nul_in_object(map),
         _ => None,
     }
+}
+
+fn find_nul_in_object(map: &Map<String, Value>) -> Option<String> {
+    map.iter().find_map(|(k, v)| {
+        if k.contains('\0') {
+            Some(format!("$.{}", k.escape_debug()))
+        } else {
+            find_nul(v).map(|p| format!("$.{k}{}", &p[1..]))
+        }
+    })
 }
 
 /// A short name for a JSON value's kind, for error messages.
