@@ -19,7 +19,14 @@ const WAIT: Duration = Duration::from_secs(60);
 async fn lagging_sinkers_throttle_writes_until_they_catch_up() {
     let env = TestEnv::new(3).await;
     let mut gateway = env.gateway(&[
-        "--sinker-group", &env.group, "--lag-throttle", "100", "--lag-resume", "50", "--lag-interval", "200ms",
+        "--sinker-group",
+        &env.group,
+        "--lag-throttle",
+        "100",
+        "--lag-resume",
+        "50",
+        "--lag-interval",
+        "200ms",
     ]);
     gateway.wait_ready("/readyz", WAIT).await;
     let client = Client::new();
@@ -34,7 +41,8 @@ async fn lagging_sinkers_throttle_writes_until_they_catch_up() {
         match r.status().as_u16() {
             202 => {
                 let body: Value = r.json().await.expect("json");
-                accepted.extend(body["ids"].as_array().expect("ids").iter().map(|v| v.as_str().expect("id").to_owned()));
+                accepted
+                    .extend(body["ids"].as_array().expect("ids").iter().map(|v| v.as_str().expect("id").to_owned()));
             }
             429 => {
                 let retry: u64 = r.headers()[header::RETRY_AFTER].to_str().expect("ascii").parse().expect("seconds");
@@ -68,7 +76,12 @@ async fn lagging_sinkers_throttle_writes_until_they_catch_up() {
     .await;
     accepted.insert(id);
     env.wait_rows(accepted.len() as i64, WAIT).await;
-    let ids: HashSet<String> = sqlx::query_scalar::<_, String>("SELECT id::text FROM events").fetch_all(&env.pool).await.expect("ids").into_iter().collect();
+    let ids: HashSet<String> = sqlx::query_scalar::<_, String>("SELECT id::text FROM events")
+        .fetch_all(&env.pool)
+        .await
+        .expect("ids")
+        .into_iter()
+        .collect();
     assert_eq!(ids, accepted, "every accepted event was written, nothing else");
     assert_eq!(gateway.metric("gateway_backpressure_active", &[]).await, Some(0.0));
 }
@@ -80,20 +93,30 @@ async fn the_gateway_measures_lag_exactly_over_many_partitions() {
     gateway.wait_ready("/readyz", WAIT).await;
     let values: Vec<String> = (0..137).map(|_| json!({"id": Uuid::now_v7(), "type": "lag"}).to_string()).collect();
     let keys: Vec<String> = (0..values.len()).map(|i| format!("key-{i}")).collect();
-    let records: Vec<(Option<&str>, Option<&[u8]>)> = keys.iter().zip(&values).map(|(k, v)| (Some(k.as_str()), Some(v.as_bytes()))).collect();
+    let records: Vec<(Option<&str>, Option<&[u8]>)> =
+        keys.iter().zip(&values).map(|(k, v)| (Some(k.as_str()), Some(v.as_bytes()))).collect();
     env.produce_raw(&records).await;
 
-    eventually(WAIT, "gateway_consumer_lag = 137", || async { (gateway.metric("gateway_consumer_lag", &[]).await? == 137.0).then_some(()) }).await;
+    eventually(WAIT, "gateway_consumer_lag = 137", || async {
+        (gateway.metric("gateway_consumer_lag", &[]).await? == 137.0).then_some(())
+    })
+    .await;
     let per_partition = gateway.metric("gateway_consumer_lag_partition", &[]).await;
     assert_eq!(per_partition, Some(137.0), "per-partition lag sums to the total");
 
     let _sinker = env.sinker(&[]);
     env.wait_rows(137, WAIT).await;
-    eventually(WAIT, "gateway_consumer_lag = 0", || async { (gateway.metric("gateway_consumer_lag", &[]).await? == 0.0).then_some(()) }).await;
+    eventually(WAIT, "gateway_consumer_lag = 0", || async {
+        (gateway.metric("gateway_consumer_lag", &[]).await? == 0.0).then_some(())
+    })
+    .await;
 
     let sum = gateway.metric("gateway_lag_measure_seconds_sum", &[]).await.expect("sum");
     let count = gateway.metric("gateway_lag_measure_seconds_count", &[]).await.expect("count");
-    println!("lag measurement over 128 partitions: {:.1} ms on average over {count} measurements", 1000.0 * sum / count);
+    println!(
+        "lag measurement over 128 partitions: {:.1} ms on average over {count} measurements",
+        1000.0 * sum / count
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -101,8 +124,16 @@ async fn a_locked_table_shrinks_batches_which_grow_back_and_nothing_is_lost() {
     let env = TestEnv::new(2).await;
     env.migrate();
     let sinker = env.sinker(&[
-        "--batch-size", "200", "--batch-min-size", "5", "--batch-grow-step", "20",
-        "--db-lock-timeout", "300ms", "--batch-target-latency", "100ms",
+        "--batch-size",
+        "200",
+        "--batch-min-size",
+        "5",
+        "--batch-grow-step",
+        "20",
+        "--db-lock-timeout",
+        "300ms",
+        "--batch-target-latency",
+        "100ms",
     ]);
     let target = || async { sinker.metric("sinker_batch_target_rows", &[]).await };
     eventually(WAIT, "the target starts at --batch-size", || async { (target().await? == 200.0).then_some(()) }).await;
@@ -111,9 +142,11 @@ async fn a_locked_table_shrinks_batches_which_grow_back_and_nothing_is_lost() {
     let env_ref = &env;
     let stream = async move {
         for chunk in 0..40 {
-            let values: Vec<String> = (0..total / 40).map(|_| json!({"id": Uuid::now_v7(), "type": "stream"}).to_string()).collect();
+            let values: Vec<String> =
+                (0..total / 40).map(|_| json!({"id": Uuid::now_v7(), "type": "stream"}).to_string()).collect();
             let keys: Vec<String> = (0..values.len()).map(|i| format!("{chunk}-{i}")).collect();
-            let records: Vec<(Option<&str>, Option<&[u8]>)> = keys.iter().zip(&values).map(|(k, v)| (Some(k.as_str()), Some(v.as_bytes()))).collect();
+            let records: Vec<(Option<&str>, Option<&[u8]>)> =
+                keys.iter().zip(&values).map(|(k, v)| (Some(k.as_str()), Some(v.as_bytes()))).collect();
             env_ref.produce_raw(&records).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -134,7 +167,10 @@ async fn a_locked_table_shrinks_batches_which_grow_back_and_nothing_is_lost() {
     };
     let (_, lowest) = tokio::join!(stream, squeeze);
     assert!(lowest < 50.0);
-    eventually(WAIT, "the batch target grows back to --batch-size", || async { (target().await? == 200.0).then_some(()) }).await;
+    eventually(WAIT, "the batch target grows back to --batch-size", || async {
+        (target().await? == 200.0).then_some(())
+    })
+    .await;
     env.wait_rows(total as i64, WAIT).await;
     env.wait_offsets_at_high_watermarks(WAIT).await;
     assert!(sinker.metric("sinker_db_errors_total", &[("kind", "contention")]).await.unwrap_or(0.0) >= 1.0);

@@ -57,15 +57,26 @@ fn manifests_compose_and_dashboard_parse() {
         for document in serde_yaml::Deserializer::from_str(&text) {
             let value = serde_yaml::Value::deserialize(document).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             if path.starts_with(repo().join("deploy/kubernetes")) && !path.ends_with("kustomization.yaml") {
-                assert!(value.get("apiVersion").is_some() && value.get("kind").is_some(), "{}: apiVersion and kind", path.display());
+                assert!(
+                    value.get("apiVersion").is_some() && value.get("kind").is_some(),
+                    "{}: apiVersion and kind",
+                    path.display()
+                );
             }
         }
     }
     let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo().join("deploy/grafana/sluice.json")).expect("dashboard")).expect("valid JSON");
+        serde_json::from_str(&std::fs::read_to_string(repo().join("deploy/grafana/sluice.json")).expect("dashboard"))
+            .expect("valid JSON");
     let panels = dashboard["panels"].as_array().expect("panels");
     let text = dashboard.to_string();
-    for metric in ["gateway_consumer_lag", "sinker_consumer_lag_seconds", "sinker_batch_target_rows", "sinker_dlq_messages_total", "gateway_request_duration_seconds_bucket"] {
+    for metric in [
+        "gateway_consumer_lag",
+        "sinker_consumer_lag_seconds",
+        "sinker_batch_target_rows",
+        "sinker_dlq_messages_total",
+        "gateway_request_duration_seconds_bucket",
+    ] {
         assert!(text.contains(metric), "the dashboard shows {metric}");
     }
     assert!(panels.len() >= 10);

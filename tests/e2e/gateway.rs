@@ -45,7 +45,13 @@ async fn accepted_events_are_on_the_topic_as_documented() {
     let client_id = "0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b";
 
     // One object with every field.
-    let r = post(&gateway, "application/json", json!({"id": client_id, "type": "signup", "key": "u1", "ts": "2026-01-02T03:04:05Z", "data": {"plan": "pro"}}).to_string()).await;
+    let r = post(
+        &gateway,
+        "application/json",
+        json!({"id": client_id, "type": "signup", "key": "u1", "ts": "2026-01-02T03:04:05Z", "data": {"plan": "pro"}})
+            .to_string(),
+    )
+    .await;
     assert_eq!(r.status(), 202);
     assert_eq!(r.json::<Value>().await.expect("json"), json!({"accepted": 1, "ids": [client_id]}));
 
@@ -54,7 +60,8 @@ async fn accepted_events_are_on_the_topic_as_documented() {
     assert_eq!(r.status(), 202);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["accepted"], 2);
-    let ids: Vec<uuid::Uuid> = body["ids"].as_array().expect("ids").iter().map(|v| v.as_str().expect("str").parse().expect("uuid")).collect();
+    let ids: Vec<uuid::Uuid> =
+        body["ids"].as_array().expect("ids").iter().map(|v| v.as_str().expect("str").parse().expect("uuid")).collect();
     assert!(ids.iter().all(|id| id.get_version_num() == 7), "server ids are UUIDv7: {ids:?}");
 
     // NDJSON, gzip-compressed.
@@ -94,7 +101,12 @@ async fn one_key_lands_in_one_partition_in_order() {
     let env = TestEnv::new(6).await;
     let gateway = ready_gateway(&env, &[]).await;
     for n in 0..20 {
-        let r = post(&gateway, "application/json", json!({"type": "step", "key": "session-42", "data": {"n": n}}).to_string()).await;
+        let r = post(
+            &gateway,
+            "application/json",
+            json!({"type": "step", "key": "session-42", "data": {"n": n}}).to_string(),
+        )
+        .await;
         assert_eq!(r.status(), 202);
     }
     let records = env.topic_records();
@@ -105,7 +117,11 @@ async fn one_key_lands_in_one_partition_in_order() {
     in_order.sort_by_key(|m| m.offset());
     let ns: Vec<i64> = in_order
         .iter()
-        .map(|m| serde_json::from_slice::<Value>(m.payload().expect("value")).expect("json")["data"]["n"].as_i64().expect("n"))
+        .map(|m| {
+            serde_json::from_slice::<Value>(m.payload().expect("value")).expect("json")["data"]["n"]
+                .as_i64()
+                .expect("n")
+        })
         .collect();
     assert_eq!(ns, (0..20).collect::<Vec<_>>());
 }
@@ -127,8 +143,22 @@ async fn bad_input_is_refused_and_writes_nothing() {
         ("data not an object", "application/json", br#"{"type": "t", "data": "x"}"#.to_vec(), 400, "invalid_event"),
         ("deeply nested data", "application/json", deep.into_bytes(), 400, "invalid_json"),
         ("empty array", "application/json", b"[]".to_vec(), 400, "empty_batch"),
-        ("over the batch limit", "application/json", json!([{"type":"a"},{"type":"a"},{"type":"a"},{"type":"a"},{"type":"a"},{"type":"a"}]).to_string().into_bytes(), 413, "batch_too_large"),
-        ("ndjson with one bad line", "application/x-ndjson", b"{\"type\":\"a\"}\n{\"type\":\n{\"type\":\"c\"}\n".to_vec(), 400, "invalid_json"),
+        (
+            "over the batch limit",
+            "application/json",
+            json!([{"type":"a"},{"type":"a"},{"type":"a"},{"type":"a"},{"type":"a"},{"type":"a"}])
+                .to_string()
+                .into_bytes(),
+            413,
+            "batch_too_large",
+        ),
+        (
+            "ndjson with one bad line",
+            "application/x-ndjson",
+            b"{\"type\":\"a\"}\n{\"type\":\n{\"type\":\"c\"}\n".to_vec(),
+            400,
+            "invalid_json",
+        ),
         ("wrong content type", "text/plain", br#"{"type": "t"}"#.to_vec(), 415, "unsupported_media_type"),
         ("body over the limit", "application/json", vec![b' '; 2 * 1048576], 413, "body_too_large"),
         ("event over the limit", "application/json", big_event.into_bytes(), 413, "event_too_large"),
@@ -136,14 +166,23 @@ async fn bad_input_is_refused_and_writes_nothing() {
     for (what, content_type, body, status, code) in cases {
         let (got_status, error) = error_of(post(&gateway, content_type, body).await).await;
         assert_eq!((got_status.as_u16(), error["code"].as_str()), (status, Some(code)), "{what}: {error}");
-        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty() && m.chars().next().is_some_and(|c| !c.is_uppercase())), "{what}: message is lowercase: {error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty() && m.chars().next().is_some_and(|c| !c.is_uppercase())),
+            "{what}: message is lowercase: {error}"
+        );
     }
 
     // Where there is an offending event, the error says which.
-    let (_, error) = error_of(post(&gateway, "application/json", json!([{"type":"a"},{"type":"b"},{"type": 3}]).to_string()).await).await;
+    let (_, error) =
+        error_of(post(&gateway, "application/json", json!([{"type":"a"},{"type":"b"},{"type": 3}]).to_string()).await)
+            .await;
     assert_eq!(error["index"], 2);
     assert_eq!(error["message"], "event 2: `type` must be a string, got a number");
-    let (_, error) = error_of(post(&gateway, "application/x-ndjson", "{\"type\":\"a\"}\n{\"type\":\"b\",\"id\":\"x\"}\n").await).await;
+    let (_, error) =
+        error_of(post(&gateway, "application/x-ndjson", "{\"type\":\"a\"}\n{\"type\":\"b\",\"id\":\"x\"}\n").await)
+            .await;
     assert_eq!(error["line"], 2);
 
     // A missing content type.
@@ -165,12 +204,21 @@ async fn bad_input_is_refused_and_writes_nothing() {
 
     // A 100 MB body against the default-sized gateway.
     let default_gateway = ready_gateway(&env, &[]).await;
-    let (status, error) = error_of(post(&default_gateway, "application/json", vec![b'['; 100 * 1024 * 1024]).await).await;
+    let (status, error) =
+        error_of(post(&default_gateway, "application/json", vec![b'['; 100 * 1024 * 1024]).await).await;
     assert_eq!((status.as_u16(), error["code"].as_str()), (413, Some("body_too_large")));
 
     // An event over --max-event-bytes (with a body limit that lets it through).
     let small_events = ready_gateway(&env, &["--max-event-bytes", "1000"]).await;
-    let (status, error) = error_of(post(&small_events, "application/json", json!([{"type":"ok"},{"type": "t", "data": {"blob": "x".repeat(2000)}}]).to_string()).await).await;
+    let (status, error) = error_of(
+        post(
+            &small_events,
+            "application/json",
+            json!([{"type":"ok"},{"type": "t", "data": {"blob": "x".repeat(2000)}}]).to_string(),
+        )
+        .await,
+    )
+    .await;
     assert_eq!((status.as_u16(), error["code"].as_str(), &error["index"]), (413, Some("event_too_large"), &json!(1)));
 
     // Still healthy, and nothing reached the topic.
@@ -186,7 +234,10 @@ async fn api_keys_guard_writes_only() {
     let env = TestEnv::new(1).await;
     let gateway = ready_gateway(&env, &["--api-keys", "alpha-key-123,beta-key-456"]).await;
     let send = |auth: Option<&'static str>| {
-        let mut req = Client::new().post(gateway.url("/v1/events")).header(header::CONTENT_TYPE, "application/json").body(r#"{"type":"t"}"#);
+        let mut req = Client::new()
+            .post(gateway.url("/v1/events"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(r#"{"type":"t"}"#);
         if let Some(a) = auth {
             req = req.header(header::AUTHORIZATION, a);
         }
@@ -272,7 +323,8 @@ async fn a_missing_topic_is_not_ready_and_writes_answer_503() {
 async fn a_stopped_broker_gets_503_and_the_gateway_recovers_by_itself() {
     let stack = crate::helpers::PrivateStack::start();
     let env = TestEnv::with_stack(2, &stack.brokers(), &stack.admin_database_url()).await;
-    let gateway = ready_gateway(&env, &["--request-timeout", "6s", "--produce-timeout", "3s", "--lag-stale-after", "2s"]).await;
+    let gateway =
+        ready_gateway(&env, &["--request-timeout", "6s", "--produce-timeout", "3s", "--lag-stale-after", "2s"]).await;
     assert_eq!(post(&gateway, "application/json", r#"{"type":"before"}"#).await.status(), 202);
 
     stack.run(&["kafka-stop"]);
@@ -310,7 +362,12 @@ async fn a_stopped_broker_gets_503_and_the_gateway_recovers_by_itself() {
     let types: Vec<String> = env
         .topic_records()
         .iter()
-        .map(|m| serde_json::from_slice::<Value>(m.payload().expect("value")).expect("json")["type"].as_str().expect("type").to_owned())
+        .map(|m| {
+            serde_json::from_slice::<Value>(m.payload().expect("value")).expect("json")["type"]
+                .as_str()
+                .expect("type")
+                .to_owned()
+        })
         .collect();
     assert!(types.contains(&"before".to_owned()) && types.contains(&"after".to_owned()), "{types:?}");
 }
@@ -318,7 +375,9 @@ async fn a_stopped_broker_gets_503_and_the_gateway_recovers_by_itself() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_per_key_rate_limit_holds_one_client_back_but_not_another() {
     let env = TestEnv::new(1).await;
-    let gateway = ready_gateway(&env, &["--api-keys", "noisy-key,quiet-key", "--rate-limit", "5", "--rate-limit-burst", "10"]).await;
+    let gateway =
+        ready_gateway(&env, &["--api-keys", "noisy-key,quiet-key", "--rate-limit", "5", "--rate-limit-burst", "10"])
+            .await;
     let send = |key: &'static str, events: usize| {
         let batch: Vec<Value> = (0..events).map(|_| json!({"type": "rl"})).collect();
         Client::new()

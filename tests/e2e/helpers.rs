@@ -98,8 +98,17 @@ impl TestEnv {
         let mut admin = PgConnection::connect(admin_url).await.expect("connect to the admin database");
         sqlx::query(&format!("CREATE DATABASE {database}")).execute(&mut admin).await.expect("create database");
         let database_url = replace_database(admin_url, &database);
-        let pool = PgPoolOptions::new().max_connections(4).connect(&database_url).await.expect("connect to the test database");
-        Self { group: format!("sinker_{name}"), name, brokers: brokers.to_owned(), topic, dlq_topic, database_url, pool }
+        let pool =
+            PgPoolOptions::new().max_connections(4).connect(&database_url).await.expect("connect to the test database");
+        Self {
+            group: format!("sinker_{name}"),
+            name,
+            brokers: brokers.to_owned(),
+            topic,
+            dlq_topic,
+            database_url,
+            pool,
+        }
     }
 
     /// Applies the migrations the way a user does, with `sinker migrate`.
@@ -133,9 +142,13 @@ impl TestEnv {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec![
-            "--metrics-listen", &listen,
+            "--metrics-listen",
+            &listen,
             // A killed sinker's partitions move after 6 s instead of the default 10 s.
-            "--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=1000",
+            "--kafka-option",
+            "session.timeout.ms=6000",
+            "--kafka-option",
+            "heartbeat.interval.ms=1000",
         ];
         args.extend_from_slice(extra);
         // Connection settings and batch timeout through the environment, so a test's flags
@@ -265,7 +278,12 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     let start = Instant::now();
     loop {
         if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
-            if md.topics().iter().any(|t| t.name() == topic && t.error().is_none() && t.partitions().len() == partitions as usize && t.partitions().iter().all(|p| p.leader() >= 0)) {
+            if md.topics().iter().any(|t| {
+                t.name() == topic
+                    && t.error().is_none()
+                    && t.partitions().len() == partitions as usize
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
+            }) {
                 return;
             }
         }
@@ -326,7 +344,11 @@ pub fn read_all(brokers: &str, topic: &str) -> Vec<OwnedMessage> {
     let mut done: HashMap<i32, bool> = high.iter().map(|(p, h)| (*p, *h == 0)).collect();
     let start = Instant::now();
     while done.values().any(|d| !d) {
-        assert!(start.elapsed() < Duration::from_secs(30), "reading {topic}: got {} of about {total} records", out.len());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "reading {topic}: got {} of about {total} records",
+            out.len()
+        );
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
             let p = m.partition();
             if m.offset() + 1 >= high[&p] {
@@ -387,13 +409,19 @@ impl Proc {
                     return;
                 }
             }
-            assert!(start.elapsed() < timeout, "{} not ready on {path} after {timeout:?}; log:\n{}", self.name, self.logs());
+            assert!(
+                start.elapsed() < timeout,
+                "{} not ready on {path} after {timeout:?}; log:\n{}",
+                self.name,
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().expect("kill");
+        let status =
+            Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().expect("kill");
         assert!(status.success(), "kill -{signal} failed");
     }
 
@@ -460,7 +488,10 @@ pub struct PrivateStack(chaos::cluster::Stack);
 impl PrivateStack {
     pub fn start() -> Self {
         let state_dir = std::env::temp_dir().join(random_name("sluice-stack"));
-        Self(chaos::cluster::Stack::start(&PathBuf::from(env!("CARGO_MANIFEST_DIR")), state_dir).expect("private stack up"))
+        Self(
+            chaos::cluster::Stack::start(&PathBuf::from(env!("CARGO_MANIFEST_DIR")), state_dir)
+                .expect("private stack up"),
+        )
     }
 
     pub fn brokers(&self) -> String {

@@ -14,10 +14,14 @@ fn sasl_brokers() -> String {
 }
 
 const SCRAM: [&str; 8] = [
-    "--kafka-option", "security.protocol=SASL_PLAINTEXT",
-    "--kafka-option", "sasl.mechanism=SCRAM-SHA-256",
-    "--kafka-option", "sasl.username=sluice",
-    "--kafka-option", "sasl.password=sluice-secret",
+    "--kafka-option",
+    "security.protocol=SASL_PLAINTEXT",
+    "--kafka-option",
+    "sasl.mechanism=SCRAM-SHA-256",
+    "--kafka-option",
+    "sasl.username=sluice",
+    "--kafka-option",
+    "sasl.password=sluice-secret",
 ];
 
 #[tokio::test(flavor = "multi_thread")]

@@ -54,13 +54,12 @@ async fn records_from_other_producers_are_written() {
     env.produce_raw(&[(Some("some-key"), Some(minimal.as_bytes()))]).await;
     let _sinker = env.sinker(&[]);
     env.wait_rows(1, WAIT).await;
-    let (kind, key, data, ts_age): (String, Option<String>, serde_json::Value, f64) = sqlx::query_as(
-        "SELECT type, key, data, extract(epoch FROM now() - ts)::float8 FROM events WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_one(&env.pool)
-    .await
-    .expect("row");
+    let (kind, key, data, ts_age): (String, Option<String>, serde_json::Value, f64) =
+        sqlx::query_as("SELECT type, key, data, extract(epoch FROM now() - ts)::float8 FROM events WHERE id = $1")
+            .bind(id)
+            .fetch_one(&env.pool)
+            .await
+            .expect("row");
     assert_eq!((kind.as_str(), key, data), ("from-java", None, json!({})));
     assert!(ts_age < 120.0, "ts taken from the record timestamp, {ts_age}s ago");
 }
@@ -81,7 +80,10 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_keeps_flow
         (br#"{"id": 17, "type": "x"}"#.to_vec(), "invalid_event"),
         (br#"{"type": "no id"}"#.to_vec(), "invalid_event"),
         (json!({"id": Uuid::new_v4(), "type": "x", "data": [1]}).to_string().into_bytes(), "invalid_event"),
-        (json!({"id": Uuid::new_v4(), "type": "x", "data": {"blob": "y".repeat(5000)}}).to_string().into_bytes(), "too_large"),
+        (
+            json!({"id": Uuid::new_v4(), "type": "x", "data": {"blob": "y".repeat(5000)}}).to_string().into_bytes(),
+            "too_large",
+        ),
         (event(Uuid::new_v4(), "forbidden"), "database_rejected"),
     ];
     let mut values = Vec::new();
@@ -99,12 +101,14 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_keeps_flow
     let sinker = env.sinker(&["--max-event-bytes", "4096", "--batch-bytes", "65536", "--batch-size", "7"]);
     env.wait_rows(30, WAIT).await;
     env.wait_offsets_at_high_watermarks(WAIT).await;
-    let stored: HashSet<Uuid> = sqlx::query_scalar("SELECT id FROM events").fetch_all(&env.pool).await.expect("ids").into_iter().collect();
+    let stored: HashSet<Uuid> =
+        sqlx::query_scalar("SELECT id FROM events").fetch_all(&env.pool).await.expect("ids").into_iter().collect();
     assert_eq!(stored, good.iter().copied().collect::<HashSet<_>>());
 
     let letters = env.dlq_records();
     assert_eq!(letters.len(), poison.len(), "one dead letter per poison record");
-    let mut reasons: Vec<String> = letters.iter().map(|m| header(m, "sluice-dlq-reason").expect("reason header")).collect();
+    let mut reasons: Vec<String> =
+        letters.iter().map(|m| header(m, "sluice-dlq-reason").expect("reason header")).collect();
     reasons.sort();
     expected_reasons.sort();
     assert_eq!(reasons, expected_reasons);
@@ -147,7 +151,11 @@ async fn a_crash_between_the_database_and_kafka_commits_replays_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sinkers_come_and_go_and_every_event_is_written_once() {
     let env = TestEnv::new(6).await;
-    let mut sinkers = vec![env.sinker(&["--batch-size", "50"]), env.sinker(&["--batch-size", "50"]), env.sinker(&["--batch-size", "50"])];
+    let mut sinkers = vec![
+        env.sinker(&["--batch-size", "50"]),
+        env.sinker(&["--batch-size", "50"]),
+        env.sinker(&["--batch-size", "50"]),
+    ];
     let producer_env = &env;
     let total = 3000;
     let produce_all = async move {
@@ -169,7 +177,8 @@ async fn sinkers_come_and_go_and_every_event_is_written_once() {
     tokio::join!(produce_all, churn);
     env.wait_rows(total as i64, Duration::from_secs(120)).await;
     env.wait_offsets_at_high_watermarks(Duration::from_secs(120)).await;
-    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT id) FROM events").fetch_one(&env.pool).await.expect("count");
+    let distinct: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT id) FROM events").fetch_one(&env.pool).await.expect("count");
     assert_eq!(distinct, total as i64);
     for (i, s) in sinkers.iter_mut().enumerate() {
         if i != 1 {
@@ -232,7 +241,10 @@ async fn the_database_password_never_reaches_the_logs() {
     let env = TestEnv::new(1).await;
     let role = format!("r_{}", env.name.to_lowercase());
     let password = format!("Pw-{}-Secret", Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'")).execute(&env.pool).await.expect("create role");
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+        .execute(&env.pool)
+        .await
+        .expect("create role");
     let database = env.database_url.rsplit('/').next().expect("db name").to_owned();
     env.migrate();
     for grant in [
@@ -269,7 +281,10 @@ async fn the_database_password_never_reaches_the_logs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn huge_keys_and_unexpected_headers_do_not_stop_anything() {
-    use rdkafka::{message::{Header, OwnedHeaders}, producer::FutureRecord};
+    use rdkafka::{
+        message::{Header, OwnedHeaders},
+        producer::FutureRecord,
+    };
     let env = TestEnv::new(1).await;
     let producer = env.producer();
     let big_key = "k".repeat(500_000);
@@ -290,7 +305,8 @@ async fn huge_keys_and_unexpected_headers_do_not_stop_anything() {
     let _sinker = env.sinker(&[]);
     env.wait_rows(3, WAIT).await;
     env.wait_offsets_at_high_watermarks(WAIT).await;
-    let keys: Vec<Option<String>> = sqlx::query_scalar("SELECT key FROM events").fetch_all(&env.pool).await.expect("keys");
+    let keys: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT key FROM events").fetch_all(&env.pool).await.expect("keys");
     assert!(keys.iter().all(Option::is_none), "the record key is never the table's key");
     assert!(env.dlq_records().is_empty());
 }
@@ -315,7 +331,8 @@ async fn a_deleted_range_resets_to_the_earliest_offset_and_says_so() {
     // reads them: the stored position 50 now lies below the log start 80.
     let second: Vec<Vec<u8>> = (0..50).map(|_| event(Uuid::now_v7(), "late")).collect();
     produce(&env, &second).await;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &env.brokers).create().expect("admin");
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &env.brokers).create().expect("admin");
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&env.topic, 0, Offset::Offset(80)).expect("offset");
     admin.delete_records(&tpl, &AdminOptions::new()).await.expect("delete records");
@@ -336,7 +353,10 @@ async fn kafka_catches_up_after_a_crash_between_the_commits_of_the_last_batch() 
     produce(&env, &values).await;
     // Ten batches of ten: the process dies after the database commit of the tenth, before its
     // Kafka commit. The database has everything; Kafka's copy is behind.
-    let mut doomed = env.sinker_with_env(&["--batch-size", "10", "--batch-timeout", "5s"], &[("SLUICE_FAILPOINT", "sinker.after_db_commit:10")]);
+    let mut doomed = env.sinker_with_env(
+        &["--batch-size", "10", "--batch-timeout", "5s"],
+        &[("SLUICE_FAILPOINT", "sinker.after_db_commit:10")],
+    );
     assert!(!doomed.wait_exit(WAIT).await.success());
     assert_eq!(env.row_count().await, 100);
     assert_eq!(env.sink_offsets().await.get(&0), Some(&100));

@@ -31,6 +31,9 @@ async fn one_posted_event_becomes_one_row() {
             .fetch_one(&env.pool)
             .await
             .expect("row");
-    assert_eq!((row_id.as_str(), kind.as_str(), key.as_deref(), path.as_str()), (id.as_str(), "page_view", Some("user-7"), "/pricing"));
+    assert_eq!(
+        (row_id.as_str(), kind.as_str(), key.as_deref(), path.as_str()),
+        (id.as_str(), "page_view", Some("user-7"), "/pricing")
+    );
     env.wait_offsets_at_high_watermarks(Duration::from_secs(30)).await;
 }

@@ -21,7 +21,8 @@ pub fn consumer(brokers: &str, group: &str) -> anyhow::Result<BaseConsumer> {
 pub fn kafka_offsets(brokers: &str, group: &str, topic: &str) -> anyhow::Result<HashMap<i32, (i64, Option<i64>)>> {
     let c = consumer(brokers, group)?;
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let partitions: Vec<i32> =
+        md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
     let mut tpl = TopicPartitionList::new();
     for p in &partitions {
         tpl.add_partition(topic, *p);
@@ -40,7 +41,11 @@ pub fn kafka_offsets(brokers: &str, group: &str, topic: &str) -> anyhow::Result<
 }
 
 /// The markers found in dead letters, each with its `sluice-dlq-reason` header.
-pub fn dead_letter_markers(brokers: &str, topic: &str, markers: &HashSet<String>) -> anyhow::Result<HashMap<String, String>> {
+pub fn dead_letter_markers(
+    brokers: &str,
+    topic: &str,
+    markers: &HashSet<String>,
+) -> anyhow::Result<HashMap<String, String>> {
     let c = consumer(brokers, "chaos-audit-reader")?;
     let (_, high) = c.fetch_watermarks(topic, 0, Duration::from_secs(10))?;
     let mut tpl = TopicPartitionList::new();
@@ -55,7 +60,11 @@ pub fn dead_letter_markers(brokers: &str, topic: &str, markers: &HashSet<String>
         let text = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
         let reason = m
             .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "sluice-dlq-reason").and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned())))
+            .and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == "sluice-dlq-reason")
+                    .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+            })
             .unwrap_or_default();
         for marker in markers {
             if text.contains(marker.as_str()) {
@@ -73,6 +82,9 @@ pub async fn stored_ids(pool: &sqlx::PgPool) -> anyhow::Result<(i64, HashSet<Uui
 }
 
 pub async fn sink_offsets(pool: &sqlx::PgPool, topic: &str) -> anyhow::Result<HashMap<i32, i64>> {
-    let rows: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, next_offset FROM sink_offsets WHERE topic = $1").bind(topic).fetch_all(pool).await?;
+    let rows: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, next_offset FROM sink_offsets WHERE topic = $1")
+        .bind(topic)
+        .fetch_all(pool)
+        .await?;
     Ok(rows.into_iter().collect())
 }

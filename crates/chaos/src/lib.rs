@@ -91,22 +91,64 @@ impl System<'_> {
     fn spawn_gateway(&mut self) -> anyhow::Result<Proc> {
         self.spawned += 1;
         let args = [
-            "--listen", &format!("127.0.0.1:{}", self.gateway_port), "--brokers", &self.stack.brokers(), "--topic", &self.topic,
-            "--sinker-group", &self.group, "--lag-throttle", "0", "--request-timeout", "8s", "--produce-timeout", "4s",
+            "--listen",
+            &format!("127.0.0.1:{}", self.gateway_port),
+            "--brokers",
+            &self.stack.brokers(),
+            "--topic",
+            &self.topic,
+            "--sinker-group",
+            &self.group,
+            "--lag-throttle",
+            "0",
+            "--request-timeout",
+            "8s",
+            "--produce-timeout",
+            "4s",
         ];
-        Proc::spawn(&self.opts.bin_dir, &self.opts.log_dir, &format!("gateway-{}", self.spawned), "gateway", &owned(&args))
+        Proc::spawn(
+            &self.opts.bin_dir,
+            &self.opts.log_dir,
+            &format!("gateway-{}", self.spawned),
+            "gateway",
+            &owned(&args),
+        )
     }
 
     fn spawn_sinker(&mut self) -> anyhow::Result<()> {
         self.spawned += 1;
         let metrics = format!("127.0.0.1:{}", free_port()?);
         let args = [
-            "--brokers", &self.stack.brokers(), "--topic", &self.topic, "--group", &self.group,
-            "--database-url", &self.database_url, "--metrics-listen", &metrics,
-            "--batch-size", "100", "--batch-timeout", "100ms", "--drain-timeout", "5s", "--db-lock-timeout", "1s",
-            "--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=1000",
+            "--brokers",
+            &self.stack.brokers(),
+            "--topic",
+            &self.topic,
+            "--group",
+            &self.group,
+            "--database-url",
+            &self.database_url,
+            "--metrics-listen",
+            &metrics,
+            "--batch-size",
+            "100",
+            "--batch-timeout",
+            "100ms",
+            "--drain-timeout",
+            "5s",
+            "--db-lock-timeout",
+            "1s",
+            "--kafka-option",
+            "session.timeout.ms=6000",
+            "--kafka-option",
+            "heartbeat.interval.ms=1000",
         ];
-        let proc = Proc::spawn(&self.opts.bin_dir, &self.opts.log_dir, &format!("sinker-{}", self.spawned), "sinker", &owned(&args))?;
+        let proc = Proc::spawn(
+            &self.opts.bin_dir,
+            &self.opts.log_dir,
+            &format!("sinker-{}", self.spawned),
+            "sinker",
+            &owned(&args),
+        )?;
         self.sinkers.push(proc);
         Ok(())
     }
@@ -126,8 +168,12 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let name = format!("chaos_{}", &Uuid::new_v4().simple().to_string()[..10]);
     let topic = format!("events_{name}");
 
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", stack.brokers()).create()?;
-    for r in admin.create_topics([&NewTopic::new(&topic, opts.partitions, TopicReplication::Fixed(1))], &AdminOptions::new()).await? {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", stack.brokers()).create()?;
+    for r in admin
+        .create_topics([&NewTopic::new(&topic, opts.partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .await?
+    {
         r.map_err(|(t, e)| anyhow::anyhow!("create topic {t}: {e:?}"))?;
     }
     let mut admin_db = sqlx::PgConnection::connect(&stack.admin_url()).await?;
@@ -151,7 +197,12 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     wait_http(&format!("http://127.0.0.1:{}/readyz", sys.gateway_port), Duration::from_secs(60)).await?;
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let load = Load { url: format!("http://127.0.0.1:{}/v1/events", sys.gateway_port), workers: 6, pace: Duration::from_millis(40), ledger: ledger.clone() };
+    let load = Load {
+        url: format!("http://127.0.0.1:{}/v1/events", sys.gateway_port),
+        workers: 6,
+        pace: Duration::from_millis(40),
+        ledger: ledger.clone(),
+    };
     let start = Instant::now();
     let load_end = start + opts.profile.load_duration();
     let settle_by = load_end + Duration::from_secs(60);
@@ -161,7 +212,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     };
 
     let mut rng = StdRng::seed_from_u64(opts.seed ^ 0x5eed);
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", stack.brokers()).set("message.timeout.ms", "30000").create()?;
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", stack.brokers()).set("message.timeout.ms", "30000").create()?;
     let mut markers: HashSet<String> = HashSet::new();
     for (at, fault) in schedule::schedule(opts.profile, opts.seed) {
         tokio::time::sleep_until(start + at).await;
@@ -174,7 +226,13 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     // Let the sinkers drain, then check the books.
     let pool = PgPoolOptions::new().max_connections(2).connect(&database_url).await?;
     let drained = wait_drained(&stack.brokers(), &sys.group, &topic, &pool, Duration::from_secs(90)).await;
-    report.check(drained.is_ok(), format!("sink_offsets and kafka commits reach the high watermarks ({})", drained.as_ref().err().map_or("in time".into(), |e| e.to_string())));
+    report.check(
+        drained.is_ok(),
+        format!(
+            "sink_offsets and kafka commits reach the high watermarks ({})",
+            drained.as_ref().err().map_or("in time".into(), |e| e.to_string())
+        ),
+    );
 
     let ledger = ledger.lock().map_err(|_| anyhow::anyhow!("ledger poisoned"))?;
     let (rows, stored) = audit::stored_ids(&pool).await?;
@@ -183,24 +241,39 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         ledger.requests, ledger.retries, sorted(&ledger.statuses), ledger.accepted.len(), ledger.refused.len(), ledger.uncertain.len(), ledger.duplicate_resends, rows
     ));
     let missing = ledger.accepted.difference(&stored).count();
-    report.check(missing == 0, format!("every id answered 202 is a row: {missing} missing of {}", ledger.accepted.len()));
-    report.check(rows == stored.len() as i64, format!("no id is stored twice: {rows} rows, {} distinct ids", stored.len()));
+    report
+        .check(missing == 0, format!("every id answered 202 is a row: {missing} missing of {}", ledger.accepted.len()));
+    report.check(
+        rows == stored.len() as i64,
+        format!("no id is stored twice: {rows} rows, {} distinct ids", stored.len()),
+    );
     let refused_present = ledger.refused.intersection(&stored).count();
     report.check(refused_present == 0, format!("no id that only got a 4xx is a row: {refused_present} found"));
     let uncertain_present = ledger.uncertain.intersection(&stored).count();
-    report.say(format!("ids never confirmed: {} ({} of them were written anyway, at most once each)", ledger.uncertain.len(), uncertain_present));
+    report.say(format!(
+        "ids never confirmed: {} ({} of them were written anyway, at most once each)",
+        ledger.uncertain.len(),
+        uncertain_present
+    ));
     let strangers = stored.iter().filter(|id| !ledger.accepted.contains(id) && !ledger.uncertain.contains(id)).count();
     report.check(strangers == 0, format!("no row has an id nobody sent: {strangers} found"));
-    let odd = ledger.statuses.get("bad_request_accepted").copied().unwrap_or(0) + ledger.statuses.get("good_request_refused").copied().unwrap_or(0);
+    let odd = ledger.statuses.get("bad_request_accepted").copied().unwrap_or(0)
+        + ledger.statuses.get("good_request_refused").copied().unwrap_or(0);
     report.check(odd == 0, format!("bad requests refused and good ones never refused with 4xx: {odd} exceptions"));
 
     let found = audit::dead_letter_markers(&stack.brokers(), &format!("{topic}.dlq"), &markers)?;
-    report.check(found.len() == markers.len(), format!("every poison record is a dead letter: {} of {}", found.len(), markers.len()));
+    report.check(
+        found.len() == markers.len(),
+        format!("every poison record is a dead letter: {} of {}", found.len(), markers.len()),
+    );
 
     for p in sys.sinkers.iter_mut().chain(sys.gateway.iter_mut()).chain(sys.retired.iter_mut()) {
         if !p.stopped_by_harness {
             let exit = p.exited();
-            report.check(exit.is_none(), format!("{} still running ({})", p.name, exit.unwrap_or_else(|| "alive".into())));
+            report.check(
+                exit.is_none(),
+                format!("{} still running ({})", p.name, exit.unwrap_or_else(|| "alive".into())),
+            );
         }
     }
     let stopped_cleanly = sys.retired.iter().filter(|p| p.name.ends_with(":clean")).count();
@@ -215,7 +288,13 @@ fn sorted(map: &std::collections::HashMap<String, u64>) -> Vec<(String, u64)> {
     v
 }
 
-async fn inject(sys: &mut System<'_>, fault: &Fault, rng: &mut StdRng, producer: &FutureProducer, markers: &mut HashSet<String>) -> String {
+async fn inject(
+    sys: &mut System<'_>,
+    fault: &Fault,
+    rng: &mut StdRng,
+    producer: &FutureProducer,
+    markers: &mut HashSet<String>,
+) -> String {
     let result: anyhow::Result<String> = async {
         match fault {
             Fault::KillSinker => {
@@ -306,7 +385,13 @@ async fn wait_http(url: &str, timeout: Duration) -> anyhow::Result<()> {
     anyhow::bail!("{url} not ready within {timeout:?}")
 }
 
-async fn wait_drained(brokers: &str, group: &str, topic: &str, pool: &sqlx::PgPool, timeout: Duration) -> anyhow::Result<()> {
+async fn wait_drained(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    pool: &sqlx::PgPool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         let (b, g, t) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
@@ -315,7 +400,9 @@ async fn wait_drained(brokers: &str, group: &str, topic: &str, pool: &sqlx::PgPo
         let behind: Vec<String> = kafka
             .iter()
             .filter(|(p, (high, committed))| *high > 0 && (stored.get(p) != Some(high) || *committed != Some(*high)))
-            .map(|(p, (high, committed))| format!("p{p}: high {high}, stored {:?}, committed {committed:?}", stored.get(p)))
+            .map(|(p, (high, committed))| {
+                format!("p{p}: high {high}, stored {:?}, committed {committed:?}", stored.get(p))
+            })
             .collect();
         if behind.is_empty() {
             return Ok(());

@@ -94,12 +94,8 @@ impl Load {
 
 /// Sends once and books the answer. Returns how long to wait before a retry, if one is needed.
 async fn send(client: &Client, url: &str, request: &Request, ledger: &Mutex<Ledger>) -> Option<Duration> {
-    let result = client
-        .post(url)
-        .header(header::CONTENT_TYPE, request.content_type)
-        .body(request.body.clone())
-        .send()
-        .await;
+    let result =
+        client.post(url).header(header::CONTENT_TYPE, request.content_type).body(request.body.clone()).send().await;
     let (status, retry_after) = match &result {
         Ok(r) => {
             let after = r
@@ -158,15 +154,18 @@ fn next_request(rng: &mut StdRng, ledger: &Mutex<Ledger>) -> Request {
     let roll: f64 = rng.random();
     if roll < 0.05 {
         // Duplicates: resend ids already accepted.
-        let old: Vec<Uuid> = ledger
-            .lock()
-            .map(|l| l.accepted.iter().take(200).copied().collect::<Vec<_>>())
-            .unwrap_or_default();
+        let old: Vec<Uuid> =
+            ledger.lock().map(|l| l.accepted.iter().take(200).copied().collect::<Vec<_>>()).unwrap_or_default();
         let ids: Vec<Uuid> = old.choose_multiple(rng, 5).copied().collect();
         if !ids.is_empty() {
             ledger.lock().map(|mut l| l.duplicate_resends += ids.len() as u64).ok();
             let events: Vec<Value> = ids.iter().map(|id| event(rng, *id)).collect();
-            return Request { content_type: "application/json", body: Value::Array(events).to_string().into_bytes(), ids, bad: false };
+            return Request {
+                content_type: "application/json",
+                body: Value::Array(events).to_string().into_bytes(),
+                ids,
+                bad: false,
+            };
         }
     }
     if roll > 0.92 {
@@ -190,7 +189,9 @@ fn bad_request(rng: &mut StdRng) -> Request {
         0 => ("application/json", format!(r#"[{{"id":"{good}","type":"ok"}},{{"id":"{other}"}}]"#)),
         1 => ("application/json", format!(r#"[{{"id":"{good}","type":"ok"}},{{"id":"{other}","type":5}}]"#)),
         2 => ("application/json", format!(r#"[{{"id":"{good}","type":"ok"}},{{"id":"not-a-uuid","type":"x"}}]"#)),
-        3 => ("application/json", format!(r#"[{{"id":"{good}","type":"ok"}},{{"id":"{other}","type":"x","extra":1}}]"#)),
+        3 => {
+            ("application/json", format!(r#"[{{"id":"{good}","type":"ok"}},{{"id":"{other}","type":"x","extra":1}}]"#))
+        }
         4 => ("application/json", format!(r#"[{{"id":"{good}","type":"ok"}},{{"id":"{other}","type":"x"#)),
         5 => ("text/plain", format!(r#"{{"id":"{good}","type":"ok"}}"#)),
         6 => ("application/x-ndjson", format!("{{\"id\":\"{good}\",\"type\":\"ok\"}}\n{{\"id\":\"{other}\",\n")),

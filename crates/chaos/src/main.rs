@@ -36,7 +36,10 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let bin_dir = args.bin_dir.unwrap_or_else(|| {
-        std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("target/debug"))
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("target/debug"))
     });
     let options = Options {
         profile: match args.profile {

@@ -88,7 +88,9 @@ mod tests {
             let s = schedule(profile, 1);
             assert!(s.windows(2).all(|w| w[0].0 <= w[1].0), "sorted");
             assert!(s.last().is_some_and(|(at, _)| *at < profile.load_duration()));
-            for kind in ["KillSinker", "ScaleSinkers", "RestartPostgres", "RestartKafka", "KillGateway", "LockTable", "Poison"] {
+            for kind in
+                ["KillSinker", "ScaleSinkers", "RestartPostgres", "RestartKafka", "KillGateway", "LockTable", "Poison"]
+            {
                 assert!(s.iter().any(|(_, f)| format!("{f:?}").starts_with(kind)), "{kind} in {profile:?}");
             }
         }

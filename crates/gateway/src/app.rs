@@ -73,7 +73,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.producer_queue.set(i64::from(state.producer.in_flight_count()));
-    ([(header::CONTENT_TYPE, sluice_core::metrics::CONTENT_TYPE)], sluice_core::metrics::render(&state.metrics.registry))
+    (
+        [(header::CONTENT_TYPE, sluice_core::metrics::CONTENT_TYPE)],
+        sluice_core::metrics::render(&state.metrics.registry),
+    )
         .into_response()
 }
 

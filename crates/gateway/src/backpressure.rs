@@ -137,7 +137,9 @@ impl Backpressure {
         }
         let error = view.last_error.unwrap_or_else(|| "no measurement yet".to_owned());
         Some(match age {
-            Some(a) => format!("consumer lag unknown for {} s ({error}); writes are not throttled meanwhile", a.as_secs()),
+            Some(a) => {
+                format!("consumer lag unknown for {} s ({error}); writes are not throttled meanwhile", a.as_secs())
+            }
             None => format!("consumer lag not measured yet ({error}); writes are not throttled meanwhile"),
         })
     }
@@ -150,7 +152,13 @@ impl Backpressure {
 }
 
 /// Measures lag every `interval` and updates the throttle and the metrics, forever.
-pub async fn watch(reader: LagReader, mut throttle: Throttle, backpressure: Backpressure, metrics: Metrics, interval: Duration) {
+pub async fn watch(
+    reader: LagReader,
+    mut throttle: Throttle,
+    backpressure: Backpressure,
+    metrics: Metrics,
+    interval: Duration,
+) {
     let reader = Arc::new(reader);
     let mut drain = DrainRate::default();
     let mut known_partitions: HashMap<i32, ()> = HashMap::new();
@@ -176,7 +184,12 @@ pub async fn watch(reader: LagReader, mut throttle: Throttle, backpressure: Back
                 let retry_after = throttle.retry_after(lag, rate);
                 if throttled != was {
                     if throttled {
-                        tracing::warn!(lag, threshold = throttle.throttle_at, drain_rate = rate, "sinkers are behind: throttling writes (429)");
+                        tracing::warn!(
+                            lag,
+                            threshold = throttle.throttle_at,
+                            drain_rate = rate,
+                            "sinkers are behind: throttling writes (429)"
+                        );
                     } else {
                         tracing::info!(lag, resume_below = throttle.resume_below, "lag is back down: accepting writes");
                     }

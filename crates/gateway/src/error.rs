@@ -148,7 +148,8 @@ mod tests {
 
     #[test]
     fn bodies_carry_code_message_and_position() {
-        let err = ApiError::InvalidEvent { message: "`type` must be a string, got a number".into(), at: Position::Line(3) };
+        let err =
+            ApiError::InvalidEvent { message: "`type` must be a string, got a number".into(), at: Position::Line(3) };
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
             err.body(),

@@ -37,10 +37,8 @@ impl Readiness {
 
 /// Asks the broker for the topic's metadata: reachable, topic present, partitions led.
 fn check(producer: &FutureProducer, topic: &str, timeout: Duration) -> Result<(), String> {
-    let metadata = producer
-        .client()
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| format!("broker unreachable ({e})"))?;
+    let metadata =
+        producer.client().fetch_metadata(Some(topic), timeout).map_err(|e| format!("broker unreachable ({e})"))?;
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Err(format!("topic `{topic}` is unknown to the broker"));
     };
@@ -57,7 +55,13 @@ fn check(producer: &FutureProducer, topic: &str, timeout: Duration) -> Result<()
 }
 
 /// Checks once, then every `interval` until the process ends.
-pub async fn watch(producer: FutureProducer, topic: String, readiness: Readiness, metrics: Metrics, interval: Duration) {
+pub async fn watch(
+    producer: FutureProducer,
+    topic: String,
+    readiness: Readiness,
+    metrics: Metrics,
+    interval: Duration,
+) {
     let mut last_ok: Option<bool> = None;
     loop {
         let (p, t) = (producer.clone(), topic.clone());

@@ -42,7 +42,12 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, requ
     response
 }
 
-async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body, started: Instant) -> Result<Response, ApiError> {
+async fn ingest(
+    state: &AppState,
+    headers: &HeaderMap,
+    request_body: Body,
+    started: Instant,
+) -> Result<Response, ApiError> {
     let config = &state.config;
     let Some(client) = auth::client(&config.api_keys, headers) else {
         return Err(ApiError::Unauthorized);
@@ -85,7 +90,8 @@ async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body, start
     let _inflight = state.inflight.try_acquire_many(permits).map_err(|_| ApiError::Overloaded)?;
     state.metrics.inflight_bytes.add(bytes as i64);
     let deadline = started + config.request_timeout;
-    let unconfirmed = producer::produce_all(&state.producer, &config.kafka.topic, &outgoing, deadline, &state.metrics).await;
+    let unconfirmed =
+        producer::produce_all(&state.producer, &config.kafka.topic, &outgoing, deadline, &state.metrics).await;
     state.metrics.inflight_bytes.sub(bytes as i64);
 
     if !unconfirmed.is_empty() {

@@ -48,11 +48,7 @@ pub struct LagReader {
 impl LagReader {
     pub fn new(kafka: &KafkaArgs, group: &str, timeout: Duration) -> Result<Self, KafkaError> {
         let consumer: BaseConsumer = kafka
-            .client_config(&[
-                ("group.id", group),
-                ("client.id", "sluice-gateway-lag"),
-                ("enable.auto.commit", "false"),
-            ])
+            .client_config(&[("group.id", group), ("client.id", "sluice-gateway-lag"), ("enable.auto.commit", "false")])
             .create()?;
         Ok(Self { consumer, topic: kafka.topic.clone(), timeout })
     }
@@ -89,7 +85,8 @@ impl LagReader {
         partitions
             .iter()
             .map(|&p| {
-                let high = offset_of(&highs, p).ok_or(KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::OffsetNotAvailable))?;
+                let high = offset_of(&highs, p)
+                    .ok_or(KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::OffsetNotAvailable))?;
                 let low = offset_of(&lows, p).unwrap_or(0);
                 Ok(PartitionOffsets { partition: p, low, high, committed: offset_of(&committed, p) })
             })

@@ -4,9 +4,9 @@ use clap::Parser;
 use gateway::{
     app::{self, AppState},
     backpressure::{self, Backpressure, RateLimiter, Throttle},
-    lag::LagReader,
     config::Config,
     health::{self, Readiness},
+    lag::LagReader,
     metrics::Metrics,
     producer,
 };
@@ -41,10 +41,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let readiness = Readiness::new_unchecked();
     let backpressure = Backpressure::new(config.lag_stale_after);
-    let rate_limiter = (config.rate_limit > 0.0).then(|| {
-        Arc::new(RateLimiter::new(config.rate_limit, config.rate_limit_burst.unwrap_or(config.rate_limit)))
-    });
-    let lag_reader = LagReader::new(&config.kafka, &config.sinker_group, config.lag_interval.max(std::time::Duration::from_secs(1)) * 2)?;
+    let rate_limiter = (config.rate_limit > 0.0)
+        .then(|| Arc::new(RateLimiter::new(config.rate_limit, config.rate_limit_burst.unwrap_or(config.rate_limit))));
+    let lag_reader = LagReader::new(
+        &config.kafka,
+        &config.sinker_group,
+        config.lag_interval.max(std::time::Duration::from_secs(1)) * 2,
+    )?;
     let lag_watcher = tokio::spawn(backpressure::watch(
         lag_reader,
         Throttle::new(config.lag_throttle, config.lag_resume()),

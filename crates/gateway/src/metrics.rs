@@ -6,7 +6,8 @@ use prometheus::{
 };
 
 /// Label values of `gateway_delivery_failures_total`, exported from the start.
-pub const DELIVERY_FAILURE_REASONS: [&str; 5] = ["queue_full", "enqueue_error", "delivery_error", "timeout", "canceled"];
+pub const DELIVERY_FAILURE_REASONS: [&str; 5] =
+    ["queue_full", "enqueue_error", "delivery_error", "timeout", "canceled"];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -32,11 +33,9 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let events_accepted = IntCounter::new(
-            "gateway_events_accepted_total",
-            "Events answered with 202: acknowledged by the broker.",
-        )
-        .expect("valid metric");
+        let events_accepted =
+            IntCounter::new("gateway_events_accepted_total", "Events answered with 202: acknowledged by the broker.")
+                .expect("valid metric");
         let requests = IntCounterVec::new(
             Opts::new("gateway_requests_total", "POST /v1/events requests by HTTP status."),
             &["status"],
@@ -79,7 +78,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let consumer_lag_partition = IntGaugeVec::new(
-            Opts::new("gateway_consumer_lag_partition", "The sinker group's lag per partition, measured by the gateway."),
+            Opts::new(
+                "gateway_consumer_lag_partition",
+                "The sinker group's lag per partition, measured by the gateway.",
+            ),
             &["partition"],
         )
         .expect("valid metric");
@@ -93,13 +95,20 @@ impl Metrics {
             "Records per second the sinker group commits (smoothed); Retry-After of a 429 derives from it.",
         )
         .expect("valid metric");
-        let lag_known = IntGauge::new("gateway_consumer_lag_known", "1 while the lag measurement is fresh, 0 when it is unknown or stale.")
-            .expect("valid metric");
-        let lag_age_seconds = Gauge::new("gateway_consumer_lag_age_seconds", "Seconds since the last successful lag measurement.")
-            .expect("valid metric");
+        let lag_known = IntGauge::new(
+            "gateway_consumer_lag_known",
+            "1 while the lag measurement is fresh, 0 when it is unknown or stale.",
+        )
+        .expect("valid metric");
+        let lag_age_seconds =
+            Gauge::new("gateway_consumer_lag_age_seconds", "Seconds since the last successful lag measurement.")
+                .expect("valid metric");
         let lag_measure_seconds = Histogram::with_opts(
-            HistogramOpts::new("gateway_lag_measure_seconds", "Time one lag measurement takes (metadata, offsets, watermarks).")
-                .buckets(exponential_buckets(0.001, 2.0, 14).expect("valid buckets")),
+            HistogramOpts::new(
+                "gateway_lag_measure_seconds",
+                "Time one lag measurement takes (metadata, offsets, watermarks).",
+            )
+            .buckets(exponential_buckets(0.001, 2.0, 14).expect("valid buckets")),
         )
         .expect("valid metric");
         let backpressure_active = IntGauge::new(

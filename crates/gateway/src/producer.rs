@@ -34,7 +34,11 @@ impl Outgoing {
 
 /// Builds the producer: acks from every in-sync replica, idempotent, a short linger,
 /// compression, and a delivery timeout shorter than the HTTP request timeout.
-pub fn build(kafka: &KafkaArgs, produce_timeout: Duration, max_inflight_bytes: usize) -> Result<FutureProducer, KafkaError> {
+pub fn build(
+    kafka: &KafkaArgs,
+    produce_timeout: Duration,
+    max_inflight_bytes: usize,
+) -> Result<FutureProducer, KafkaError> {
     let timeout_ms = produce_timeout.as_millis().to_string();
     // librdkafka's own queue cap is a backstop; the gateway's in-flight semaphore binds first.
     let queue_kbytes = (max_inflight_bytes.saturating_mul(2) / 1024).max(1024).to_string();

@@ -101,7 +101,10 @@ mod tests {
 
     #[test]
     fn error_codes_come_from_sluice_error_bodies() {
-        assert_eq!(error_code(br#"{"error":{"code":"throttled","message":"slow down"}}"#), Some("throttled".to_owned()));
+        assert_eq!(
+            error_code(br#"{"error":{"code":"throttled","message":"slow down"}}"#),
+            Some("throttled".to_owned())
+        );
         assert_eq!(error_code(b"<html>bad gateway</html>"), None);
         assert_eq!(error_code(br#"{"error":"flat"}"#), None);
     }

@@ -34,7 +34,8 @@ pub async fn run(
         claimed: AtomicU64::new(0),
         first_stop: FirstStop::default(),
     });
-    let workers: Vec<_> = (0..concurrency).map(|_| tokio::spawn(worker(shared.clone(), tx.clone(), stop.clone()))).collect();
+    let workers: Vec<_> =
+        (0..concurrency).map(|_| tokio::spawn(worker(shared.clone(), tx.clone(), stop.clone()))).collect();
     drop(tx);
     for result in futures::future::join_all(workers).await {
         if let Err(error) = result {

@@ -37,7 +37,9 @@ pub struct Outcome {
 pub enum Record {
     Done(Outcome),
     /// Open loop: due while --max-in-flight requests were in flight, so not sent.
-    Dropped { warmup: bool },
+    Dropped {
+        warmup: bool,
+    },
 }
 
 /// Totals of the measured period (warmup excluded, except in the warmup_* fields).
@@ -177,7 +179,10 @@ pub fn spawn(ids_out: Option<File>) -> (mpsc::UnboundedSender<Record>, JoinHandl
         }
         if let Some(mut out) = ids_out {
             out.flush().context("cannot write the ids file")?;
-            out.into_inner().map_err(|error| error.into_error()).and_then(|file| file.sync_all()).context("cannot write the ids file")?;
+            out.into_inner()
+                .map_err(|error| error.into_error())
+                .and_then(|file| file.sync_all())
+                .context("cannot write the ids file")?;
         }
         Ok(stats)
     });
@@ -211,7 +216,13 @@ mod tests {
         stats.record(&Record::Dropped { warmup: false });
         stats.record(&Record::Dropped { warmup: true });
         assert_eq!(
-            (stats.requests_sent, stats.requests_completed, stats.requests_2xx, stats.requests_timed_out, stats.requests_failed),
+            (
+                stats.requests_sent,
+                stats.requests_completed,
+                stats.requests_2xx,
+                stats.requests_timed_out,
+                stats.requests_failed
+            ),
             (4, 2, 1, 1, 1)
         );
         assert_eq!((stats.requests_dropped, stats.warmup_requests_dropped, stats.warmup_requests_sent), (1, 1, 1));

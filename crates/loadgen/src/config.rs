@@ -82,7 +82,13 @@ pub struct Config {
 
     /// Extra request header `Name: value`, repeatable (e.g. `Authorization: Bearer k`). In the
     /// environment, one header per line. Values are never printed.
-    #[arg(long = "header", value_name = "NAME: VALUE", env = "LOADGEN_HEADERS", value_delimiter = '\n', hide_env_values = true)]
+    #[arg(
+        long = "header",
+        value_name = "NAME: VALUE",
+        env = "LOADGEN_HEADERS",
+        value_delimiter = '\n',
+        hide_env_values = true
+    )]
     pub headers: Vec<Header>,
 
     /// Longest one request may take, from sending to the end of the answer; past it the
@@ -140,7 +146,10 @@ impl Config {
     /// Checks what clap cannot: relations between settings.
     pub fn validate(&self) -> Result<(), String> {
         if self.url.scheme() != "http" {
-            return Err(format!("--url must be plain http (got {}://); loadgen is built without tls", self.url.scheme()));
+            return Err(format!(
+                "--url must be plain http (got {}://); loadgen is built without tls",
+                self.url.scheme()
+            ));
         }
         match self.mode {
             Mode::Open => {
@@ -152,7 +161,10 @@ impl Config {
                     Some(_) => {}
                 }
                 if self.concurrency.is_some() {
-                    return Err("--concurrency applies to --mode closed only; open mode uses --rate and --max-in-flight".to_owned());
+                    return Err(
+                        "--concurrency applies to --mode closed only; open mode uses --rate and --max-in-flight"
+                            .to_owned(),
+                    );
                 }
                 if self.max_in_flight == 0 {
                     return Err("--max-in-flight must be at least 1".to_owned());
@@ -205,8 +217,10 @@ impl std::str::FromStr for Header {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, value) = s.split_once(':').ok_or_else(|| "a header must look like `Name: value`".to_owned())?;
-        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| format!("invalid header name `{}`", name.trim()))?;
-        let mut value = HeaderValue::from_str(value.trim()).map_err(|_| format!("invalid value for header `{name}`"))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("invalid header name `{}`", name.trim()))?;
+        let mut value =
+            HeaderValue::from_str(value.trim()).map_err(|_| format!("invalid value for header `{name}`"))?;
         value.set_sensitive(true);
         Ok(Self { name, value })
     }

@@ -80,15 +80,7 @@ impl Generator {
         let pool_len = spec.payload_bytes + 64 * 1024;
         let pad_pool: String = (&mut rng).sample_iter(Alphanumeric).take(pool_len).map(char::from).collect();
         let type_json = serde_json::Value::String(spec.event_type.clone()).to_string();
-        Self {
-            spec,
-            rng,
-            pad_pool,
-            type_json,
-            recent: Vec::with_capacity(RECENT_EVENTS),
-            recent_next: 0,
-            next_seq: 0,
-        }
+        Self { spec, rng, pad_pool, type_json, recent: Vec::with_capacity(RECENT_EVENTS), recent_next: 0, next_seq: 0 }
     }
 
     /// The next request body: one object when the batch is 1, an array otherwise.
@@ -125,7 +117,8 @@ impl Generator {
     }
 
     fn next_event(&mut self) -> (EventSeed, bool) {
-        if !self.recent.is_empty() && self.spec.duplicate_ratio > 0.0 && self.rng.random_bool(self.spec.duplicate_ratio) {
+        if !self.recent.is_empty() && self.spec.duplicate_ratio > 0.0 && self.rng.random_bool(self.spec.duplicate_ratio)
+        {
             let pick = self.rng.random_range(0..self.recent.len());
             return (self.recent[pick], true);
         }
@@ -248,7 +241,8 @@ mod tests {
         assert_eq!(request.ids.len(), 25);
         for (event, id) in array.iter().zip(&request.ids) {
             assert_eq!(event["id"].as_str(), Some(id.to_string().as_str()));
-            let fields: HashSet<&str> = event.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+            let fields: HashSet<&str> =
+                event.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
             assert_eq!(fields, HashSet::from(["id", "type", "key", "data"]));
         }
     }
@@ -269,7 +263,10 @@ mod tests {
 
     #[test]
     fn the_type_is_escaped_and_keys_can_be_left_out() {
-        let mut generator = Generator::new(PayloadSpec { keys: KeyDist::None, event_type: "a \"quoted\" type".to_owned(), ..spec() }, 3);
+        let mut generator = Generator::new(
+            PayloadSpec { keys: KeyDist::None, event_type: "a \"quoted\" type".to_owned(), ..spec() },
+            3,
+        );
         let event = &events(&generator.next_request())[0];
         assert_eq!(event["type"], "a \"quoted\" type");
         assert!(event.get("key").is_none());

@@ -6,7 +6,10 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::{collector::Stats, config::{Config, Mode}};
+use crate::{
+    collector::Stats,
+    config::{Config, Mode},
+};
 
 /// Bump when a field changes meaning or disappears (adding fields does not bump it).
 pub const REPORT_VERSION: u32 = 1;
@@ -199,10 +202,7 @@ impl Report {
         let _ = writeln!(
             out,
             "  measured {:.3} s (sending {:.3} s, warmup {} s, stopped by {:?})",
-            self.duration_s,
-            self.send_duration_s,
-            self.warmup_s,
-            self.stopped_by
+            self.duration_s, self.send_duration_s, self.warmup_s, self.stopped_by
         );
         let _ = writeln!(
             out,
@@ -222,10 +222,15 @@ impl Report {
         let _ = writeln!(
             out,
             "  throughput: {:.1} req/s answered ({:.1} 2xx, {:.1} sent), {:.1} events/s answered ({:.1} 2xx)",
-            self.requests_per_s, self.requests_2xx_per_s, self.sent_requests_per_s, self.events_per_s, self.events_2xx_per_s
+            self.requests_per_s,
+            self.requests_2xx_per_s,
+            self.sent_requests_per_s,
+            self.events_per_s,
+            self.events_2xx_per_s
         );
         let statuses: Vec<String> = self.statuses.iter().map(|(status, n)| format!("{status}={n}")).collect();
-        let _ = writeln!(out, "  statuses: {}", if statuses.is_empty() { "none".to_owned() } else { statuses.join(" ") });
+        let _ =
+            writeln!(out, "  statuses: {}", if statuses.is_empty() { "none".to_owned() } else { statuses.join(" ") });
         if !self.error_codes.is_empty() {
             let codes: Vec<String> = self.error_codes.iter().map(|(code, n)| format!("{code}={n}")).collect();
             let _ = writeln!(out, "  error codes: {}", codes.join(" "));

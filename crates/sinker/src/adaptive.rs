@@ -99,7 +99,12 @@ mod tests {
     use super::*;
 
     fn sizer() -> Sizer {
-        Sizer::new(SizerConfig { min_rows: 10, max_rows: 500, target_latency: Duration::from_millis(250), grow_step: 50 })
+        Sizer::new(SizerConfig {
+            min_rows: 10,
+            max_rows: 500,
+            target_latency: Duration::from_millis(250),
+            grow_step: 50,
+        })
     }
 
     #[test]

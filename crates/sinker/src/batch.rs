@@ -84,7 +84,15 @@ mod tests {
     use rdkafka::{message::OwnedHeaders, Timestamp};
 
     fn msg(offset: i64, size: usize) -> OwnedMessage {
-        OwnedMessage::new(Some(vec![b'x'; size]), None, "t".into(), Timestamp::NotAvailable, 0, offset, None::<OwnedHeaders>)
+        OwnedMessage::new(
+            Some(vec![b'x'; size]),
+            None,
+            "t".into(),
+            Timestamp::NotAvailable,
+            0,
+            offset,
+            None::<OwnedHeaders>,
+        )
     }
 
     fn policy() -> BatchPolicy {

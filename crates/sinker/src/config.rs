@@ -125,7 +125,9 @@ impl Config {
             return Err("--batch-min-size must be at least 1".to_owned());
         }
         if self.batch_bytes < self.max_event_bytes {
-            return Err("--batch-bytes must be at least --max-event-bytes, or a large event could never be written".to_owned());
+            return Err(
+                "--batch-bytes must be at least --max-event-bytes, or a large event could never be written".to_owned()
+            );
         }
         if self.max_buffered_records < self.batch_size {
             return Err("--max-buffered-records must be at least --batch-size".to_owned());

@@ -43,7 +43,11 @@ pub enum PollEvent {
     /// Partitions being taken away. `lost`: the group already gave them to someone else, so
     /// nothing more may be written. The dispatcher answers with each partition's written
     /// next offset.
-    Revoked { partitions: Vec<i32>, lost: bool, ack: std_mpsc::SyncSender<Vec<(i32, i64)>> },
+    Revoked {
+        partitions: Vec<i32>,
+        lost: bool,
+        ack: std_mpsc::SyncSender<Vec<(i32, i64)>>,
+    },
 }
 
 /// (low, high) watermarks per partition, from librdkafka's statistics.
@@ -79,7 +83,10 @@ impl ClientContext for SinkContext {
         // position below the log start (retention, DeleteRecords) or past its end.
         if fac == "OFFSET" && log_message.contains("offset reset") {
             self.metrics.offset_resets.inc();
-            tracing::warn!(detail = log_message, "a partition's position was out of range (deleted or compacted records); auto.offset.reset applied");
+            tracing::warn!(
+                detail = log_message,
+                "a partition's position was out of range (deleted or compacted records); auto.offset.reset applied"
+            );
             return;
         }
         match level {
@@ -87,7 +94,9 @@ impl ClientContext for SinkContext {
                 tracing::error!(target: "librdkafka", fac, "{log_message}")
             }
             RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", fac, "{log_message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{log_message}")
+            }
             RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
         }
     }
@@ -158,7 +167,9 @@ impl SinkContext {
                 match written.recv_timeout(self.revoke_wait) {
                     Ok(offsets) if !lost => commit_sync(consumer, &self.topic, &offsets),
                     Ok(_) => {}
-                    Err(_) => tracing::warn!("revoked partitions were not drained in time; the next owner replays from the database offset"),
+                    Err(_) => tracing::warn!(
+                        "revoked partitions were not drained in time; the next owner replays from the database offset"
+                    ),
                 }
             }
         }
@@ -178,7 +189,8 @@ impl SinkContext {
         let store = self.store.clone();
         let topic = self.topic.clone();
         let partitions = partitions.to_vec();
-        let lookup = async move { tokio::time::timeout(Duration::from_secs(10), store.load_offsets(&topic, &partitions)).await };
+        let lookup =
+            async move { tokio::time::timeout(Duration::from_secs(10), store.load_offsets(&topic, &partitions)).await };
         match self.runtime.block_on(lookup) {
             Ok(Ok(offsets)) => offsets,
             Ok(Err(error)) => {
@@ -269,7 +281,9 @@ pub fn poll_loop(consumer: Arc<SinkConsumer>, stop: Arc<AtomicBool>) {
             }
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
                 context.metrics.offset_resets.inc();
-                tracing::warn!("a partition's position was out of range (deleted or compacted records); auto.offset.reset applied");
+                tracing::warn!(
+                    "a partition's position was out of range (deleted or compacted records); auto.offset.reset applied"
+                );
             }
             Some(Err(error)) => tracing::warn!(%error, "consumer error"),
         }

@@ -36,7 +36,10 @@ pub fn router(metrics: Metrics, health: Arc<Health>) -> Router {
 }
 
 async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, sluice_core::metrics::CONTENT_TYPE)], sluice_core::metrics::render(&state.metrics.registry))
+    (
+        [(header::CONTENT_TYPE, sluice_core::metrics::CONTENT_TYPE)],
+        sluice_core::metrics::render(&state.metrics.registry),
+    )
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

@@ -2,8 +2,8 @@
 //! labels are topic and partition of partitions this process owns (removed on revoke).
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    GaugeVec,
+    exponential_buckets, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use sluice_core::RejectReason;
 

@@ -66,7 +66,10 @@ pub struct PartitionState {
 pub enum WorkerInput {
     Record(OwnedMessage),
     /// Finish: write what is held (unless `drop_pending`), then answer with the written next offset.
-    Stop { drop_pending: bool, reply: oneshot::Sender<Option<i64>> },
+    Stop {
+        drop_pending: bool,
+        reply: oneshot::Sender<Option<i64>>,
+    },
 }
 
 pub struct PartitionWorker {
@@ -89,7 +92,9 @@ enum WriteError {
 enum Written {
     Done,
     /// The fence refused the batch: another owner wrote up to `stored`.
-    Conflict { stored: i64 },
+    Conflict {
+        stored: i64,
+    },
 }
 
 impl PartitionWorker {
@@ -233,7 +238,9 @@ impl PartitionWorker {
         let events: Vec<&Event> = batch.events.iter().map(|(_, e)| e).collect();
         let mut tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
         if let Fence::Conflict { stored } =
-            store::advance_offset(&mut tx, &shared.topic, self.partition, batch.from, batch.to).await.map_err(WriteError::Db)?
+            store::advance_offset(&mut tx, &shared.topic, self.partition, batch.from, batch.to)
+                .await
+                .map_err(WriteError::Db)?
         {
             return Ok(Written::Conflict { stored });
         }
@@ -244,9 +251,10 @@ impl PartitionWorker {
                 tracing::warn!(error = %e, rows = events.len(), "the database refused a row of the batch; isolating it");
                 drop(tx);
                 tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
-                if let Fence::Conflict { stored } = store::advance_offset(&mut tx, &shared.topic, self.partition, batch.from, batch.to)
-                    .await
-                    .map_err(WriteError::Db)?
+                if let Fence::Conflict { stored } =
+                    store::advance_offset(&mut tx, &shared.topic, self.partition, batch.from, batch.to)
+                        .await
+                        .map_err(WriteError::Db)?
                 {
                     return Ok(Written::Conflict { stored });
                 }
@@ -289,7 +297,13 @@ impl PartitionWorker {
         self.state.buffered.fetch_sub(batch.records.len(), Ordering::SeqCst);
         let oldest = self.pending.first().map_or(0, timestamp_ms);
         self.state.oldest_unwritten_ms.store(oldest, Ordering::SeqCst);
-        tracing::debug!(from = batch.from, to = batch.to, rows = batch.records.len(), inserted = batch.inserted, "batch written");
+        tracing::debug!(
+            from = batch.from,
+            to = batch.to,
+            rows = batch.records.len(),
+            inserted = batch.inserted,
+            "batch written"
+        );
 
         // Kafka's committed offset follows the database; it feeds lag monitoring and is the
         // usual resume point. A failed commit is harmless: the database has the truth.

@@ -79,7 +79,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics.batch_target_rows.clone(),
     );
     let health = Arc::new(Health::default());
-    let server = tokio::spawn(http::serve(config.metrics_listen, http::router(metrics.clone(), health.clone()), shutdown.clone()));
+    let server = tokio::spawn(http::serve(
+        config.metrics_listen,
+        http::router(metrics.clone(), health.clone()),
+        shutdown.clone(),
+    ));
 
     let dlq = DeadLetters::new(&config.kafka, config.dlq_topic())?;
     if until_ok("creating the dead-letter topic", &shutdown, || dlq.ensure_topic(&config.kafka)).await.is_none() {
@@ -134,7 +138,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         dlq,
         consumer: consumer.clone(),
         metrics,
-        policy: BatchPolicy { max_rows: config.batch_size, max_bytes: config.batch_bytes, max_age: config.batch_timeout },
+        policy: BatchPolicy {
+            max_rows: config.batch_size,
+            max_bytes: config.batch_bytes,
+            max_age: config.batch_timeout,
+        },
         sizer,
         insert_method: config.insert_method,
         max_event_bytes: config.max_event_bytes,
@@ -147,7 +155,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     health.consuming.store(false, Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
     drop(consumer);
-    tokio::task::spawn_blocking(move || poller.join()).await?.map_err(|_| anyhow::anyhow!("the poll thread panicked"))?;
+    tokio::task::spawn_blocking(move || poller.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the poll thread panicked"))?;
     shutdown.cancel();
     server.await??;
     tracing::info!("sinker stopped cleanly");

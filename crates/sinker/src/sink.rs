@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    consumer::{commit_sync, Watermarks, PollEvent},
+    consumer::{commit_sync, PollEvent, Watermarks},
     partition::{PartitionState, PartitionWorker, Shared, WorkerInput},
 };
 
@@ -106,7 +106,11 @@ impl Dispatcher {
             if pause_or_resume(&self.shared, partition, true) {
                 worker.paused = true;
                 self.shared.metrics.partitions_paused.inc();
-                tracing::info!(partition, buffered, "partition paused: its buffer is full (the database is slow or down)");
+                tracing::info!(
+                    partition,
+                    buffered,
+                    "partition paused: its buffer is full (the database is slow or down)"
+                );
             }
         }
     }
@@ -114,7 +118,10 @@ impl Dispatcher {
     fn resume_drained(&mut self) {
         let low = self.max_buffered / 2;
         for (&partition, worker) in &mut self.workers {
-            if worker.paused && worker.state.buffered.load(Ordering::SeqCst) <= low && pause_or_resume(&self.shared, partition, false) {
+            if worker.paused
+                && worker.state.buffered.load(Ordering::SeqCst) <= low
+                && pause_or_resume(&self.shared, partition, false)
+            {
                 worker.paused = false;
                 self.shared.metrics.partitions_paused.dec();
                 tracing::info!(partition, "partition resumed");
@@ -127,7 +134,8 @@ impl Dispatcher {
             let (inbox, rx) = mpsc::unbounded_channel();
             let state = Arc::new(PartitionState::default());
             let abandon = CancellationToken::new();
-            let worker = PartitionWorker::new(partition, start, self.shared.clone(), state.clone(), rx, abandon.clone());
+            let worker =
+                PartitionWorker::new(partition, start, self.shared.clone(), state.clone(), rx, abandon.clone());
             let task = tokio::spawn(worker.run());
             if let Some(old) = self.workers.insert(partition, Worker { inbox, state, abandon, task, paused: false }) {
                 tracing::error!(partition, "partition assigned twice; stopping the old worker");
@@ -183,7 +191,9 @@ impl Dispatcher {
         let mut tpl = TopicPartitionList::new();
         for (&partition, worker) in &self.workers {
             let written = worker.state.written.load(Ordering::SeqCst);
-            if written >= 0 && tpl.add_partition_offset(&self.shared.topic, partition, rdkafka::Offset::Offset(written)).is_err() {
+            if written >= 0
+                && tpl.add_partition_offset(&self.shared.topic, partition, rdkafka::Offset::Offset(written)).is_err()
+            {
                 tracing::error!(partition, written, "invalid offset to commit");
             }
         }

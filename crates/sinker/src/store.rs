@@ -36,10 +36,9 @@ impl Store {
     pub fn connect_lazy(url: &str, settings: SessionSettings) -> Result<Self, sqlx::Error> {
         let lock = format!("{}ms", settings.lock_timeout.as_millis());
         let statement = format!("{}ms", settings.statement_timeout.as_millis());
-        let options = PgConnectOptions::from_str(url)?.application_name("sluice-sinker").options([
-            ("lock_timeout", lock.as_str()),
-            ("statement_timeout", statement.as_str()),
-        ]);
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("sluice-sinker")
+            .options([("lock_timeout", lock.as_str()), ("statement_timeout", statement.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_size)
             .acquire_timeout(Duration::from_secs(5))
@@ -61,13 +60,12 @@ impl Store {
 
     /// The stored next offsets of these partitions (absent: never written).
     pub async fn load_offsets(&self, topic: &str, partitions: &[i32]) -> Result<HashMap<i32, i64>, sqlx::Error> {
-        let rows: Vec<(i32, i64)> = sqlx::query_as(
-            "SELECT partition, next_offset FROM sink_offsets WHERE topic = $1 AND partition = ANY($2)",
-        )
-        .bind(topic)
-        .bind(partitions)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(i32, i64)> =
+            sqlx::query_as("SELECT partition, next_offset FROM sink_offsets WHERE topic = $1 AND partition = ANY($2)")
+                .bind(topic)
+                .bind(partitions)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows.into_iter().collect())
     }
 }
@@ -109,12 +107,11 @@ pub async fn advance_offset(
     if advanced.is_some() {
         return Ok(Fence::Advanced);
     }
-    let (stored,): (i64,) =
-        sqlx::query_as("SELECT next_offset FROM sink_offsets WHERE topic = $1 AND partition = $2")
-            .bind(topic)
-            .bind(partition)
-            .fetch_one(&mut *conn)
-            .await?;
+    let (stored,): (i64,) = sqlx::query_as("SELECT next_offset FROM sink_offsets WHERE topic = $1 AND partition = $2")
+        .bind(topic)
+        .bind(partition)
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(Fence::Conflict { stored })
 }
 
@@ -168,7 +165,11 @@ pub enum InsertMethod {
 }
 
 /// Inserts a batch with the chosen method; existing ids are skipped. Returns rows inserted.
-pub async fn insert_batch(conn: &mut PgConnection, events: &[&Event], method: InsertMethod) -> Result<u64, sqlx::Error> {
+pub async fn insert_batch(
+    conn: &mut PgConnection,
+    events: &[&Event],
+    method: InsertMethod,
+) -> Result<u64, sqlx::Error> {
     match method {
         InsertMethod::Unnest => insert_events(conn, events).await,
         InsertMethod::Copy => insert_events_copy(conn, events).await,
@@ -192,7 +193,8 @@ pub async fn insert_events_copy(conn: &mut PgConnection, events: &[&Event]) -> R
     for e in events {
         csv_row(&mut csv, e);
     }
-    let mut copy = conn.copy_in_raw("COPY events_staging (id, type, key, ts, received_at, data) FROM STDIN (FORMAT csv)").await?;
+    let mut copy =
+        conn.copy_in_raw("COPY events_staging (id, type, key, ts, received_at, data) FROM STDIN (FORMAT csv)").await?;
     copy.send(csv).await?;
     copy.finish().await?;
     let result = sqlx::query(
@@ -319,7 +321,12 @@ pub fn classify_sqlstate(code: &str) -> ErrorKind {
         "40001" | "40P01" | "55P03" => ErrorKind::Contention,
         "57014" => ErrorKind::Timeout,
         c if c.starts_with("22") || c.starts_with("23") || c.starts_with("54") => ErrorKind::Rejected,
-        c if c.starts_with("08") || c.starts_with("57") || c.starts_with("53") || c.starts_with("58") || c.starts_with("XX") => {
+        c if c.starts_with("08")
+            || c.starts_with("57")
+            || c.starts_with("53")
+            || c.starts_with("58")
+            || c.starts_with("XX") =>
+        {
             ErrorKind::Connection
         }
         c if c.starts_with("40") || c.starts_with("55") => ErrorKind::Contention,

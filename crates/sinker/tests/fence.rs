@@ -11,7 +11,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 async fn fresh_store() -> Store {
-    let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://sluice:sluice@127.0.0.1:5432/sluice".into());
+    let admin_url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://sluice:sluice@127.0.0.1:5432/sluice".into());
     let name = format!("sluice_fence_{}", Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&admin_url).await.expect("connect");
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create database");
@@ -19,7 +20,11 @@ async fn fresh_store() -> Store {
     let url = format!("{}/{name}", base.rsplit_once('/').map_or(base, |(b, _)| b));
     let store = Store::connect_lazy(
         &url,
-        SessionSettings { pool_size: 4, lock_timeout: Duration::from_secs(5), statement_timeout: Duration::from_secs(30) },
+        SessionSettings {
+            pool_size: 4,
+            lock_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+        },
     )
     .expect("store");
     store.migrate().await.expect("migrate");
@@ -28,9 +33,7 @@ async fn fresh_store() -> Store {
 
 fn events(n: usize) -> Vec<Event> {
     (0..n)
-        .map(|i| {
-            Event::from_api(json!({"type": "fence", "data": {"i": i}}), Utc::now()).expect("valid event")
-        })
+        .map(|i| Event::from_api(json!({"type": "fence", "data": {"i": i}}), Utc::now()).expect("valid event"))
         .collect()
 }
 
@@ -90,7 +93,10 @@ async fn two_writers_racing_for_one_range_commit_once() {
 #[tokio::test]
 async fn refused_rows_are_isolated_and_the_rest_is_written() {
     let store = fresh_store().await;
-    sqlx::query("ALTER TABLE events ADD CONSTRAINT no_bad CHECK (type <> 'bad')").execute(store.pool()).await.expect("constraint");
+    sqlx::query("ALTER TABLE events ADD CONSTRAINT no_bad CHECK (type <> 'bad')")
+        .execute(store.pool())
+        .await
+        .expect("constraint");
     let mut batch = events(20);
     for i in [3, 4, 17] {
         batch[i].event_type = "bad".into();
@@ -112,7 +118,8 @@ async fn copy_and_unnest_store_the_same_rows() {
     batch[0].key = Some(String::new());
     batch[1].key = Some("quote \" comma , newline \n tab \t backslash \\ done".into());
     batch[2].event_type = "t\"y,p\ne".into();
-    batch[3].data = serde_json::from_value(json!({"s": "a \"quoted\"\nline", "n": [1, 2.5, null], "u": "é😀"})).expect("object");
+    batch[3].data =
+        serde_json::from_value(json!({"s": "a \"quoted\"\nline", "n": [1, 2.5, null], "u": "é😀"})).expect("object");
     let mut refs: Vec<&Event> = batch.iter().collect();
     refs.push(&batch[4]); // a duplicate inside the batch
     for (store, method) in [(&unnest, store::InsertMethod::Unnest), (&copy, store::InsertMethod::Copy)] {

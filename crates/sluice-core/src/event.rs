@@ -56,10 +56,7 @@ impl Event {
     /// the default `ts`. A missing `id` becomes a fresh UUIDv7.
     pub fn from_api(value: Value, received_at: DateTime<Utc>) -> Result<Self, EventError> {
         let Value::Object(mut obj) = value else {
-            return Err(EventError::whole(format!(
-                "an event must be a JSON object, got {}",
-                json_kind(&value)
-            )));
+            return Err(EventError::whole(format!("an event must be a JSON object, got {}", json_kind(&value))));
         };
         if let Some(unknown) = obj.keys().find(|k| !API_FIELDS.contains(&k.as_str())) {
             return Err(EventError::whole(format!(
@@ -103,10 +100,7 @@ impl CommonFields {
             }
             Some(Value::String(s)) => s,
             Some(other) => {
-                return Err(EventError::field(
-                    "type",
-                    format!("`type` must be a string, got {}", json_kind(&other)),
-                ))
+                return Err(EventError::field("type", format!("`type` must be a string, got {}", json_kind(&other))))
             }
         };
         let type_chars = event_type.chars().count();
@@ -132,10 +126,7 @@ impl CommonFields {
                 Some(s)
             }
             Some(other) => {
-                return Err(EventError::field(
-                    "key",
-                    format!("`key` must be a string, got {}", json_kind(&other)),
-                ))
+                return Err(EventError::field("key", format!("`key` must be a string, got {}", json_kind(&other))))
             }
         };
 
@@ -147,7 +138,9 @@ impl CommonFields {
                 if let Some(path) = find_nul_in_object(&map) {
                     return Err(EventError::field(
                         "data",
-                        format!("`data` holds a NUL character (\\u0000) at {path}: PostgreSQL cannot store it; remove it"),
+                        format!(
+                            "`data` holds a NUL character (\\u0000) at {path}: PostgreSQL cannot store it; remove it"
+                        ),
                     ));
                 }
                 map
@@ -167,12 +160,12 @@ pub(crate) fn optional_id(value: Option<Value>) -> Result<Option<Uuid>, EventErr
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Uuid::parse_str(&s).map(Some).map_err(|_| {
-            EventError::field("id", format!("`id` must be a UUID (e.g. 0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b), got {s:?}"))
+            EventError::field(
+                "id",
+                format!("`id` must be a UUID (e.g. 0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b), got {s:?}"),
+            )
         }),
-        Some(other) => Err(EventError::field(
-            "id",
-            format!("`id` must be a UUID string, got {}", json_kind(&other)),
-        )),
+        Some(other) => Err(EventError::field("id", format!("`id` must be a UUID string, got {}", json_kind(&other)))),
     }
 }
 
@@ -182,14 +175,12 @@ pub(crate) fn optional_timestamp(
 ) -> Result<Option<DateTime<Utc>>, EventError> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => DateTime::parse_from_rfc3339(&s)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| {
-                EventError::field(
-                    field,
-                    format!("`{field}` must be an RFC 3339 timestamp (e.g. 2026-01-31T12:00:00Z), got {s:?}"),
-                )
-            }),
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(&s).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
+            EventError::field(
+                field,
+                format!("`{field}` must be an RFC 3339 timestamp (e.g. 2026-01-31T12:00:00Z), got {s:?}"),
+            )
+        }),
         Some(other) => Err(EventError::field(
             field,
             format!("`{field}` must be an RFC 3339 timestamp string, got {}", json_kind(&other)),
@@ -211,10 +202,9 @@ fn check_no_nul(field: &'static str, s: &str) -> Result<(), EventError> {
 fn find_nul(value: &Value) -> Option<String> {
     match value {
         Value::String(s) if s.contains('\0') => Some("$".to_owned()),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| find_nul(v).map(|p| format!("$[{i}]{}", &p[1..]))),
+        Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| find_nul(v).map(|p| format!("$[{i}]{}", &p[1..])))
+        }
         Value::Object(map) => find_nul_in_object(map),
         _ => None,
     }
@@ -286,10 +276,22 @@ mod tests {
             (json!({"data": {}}), Some("type"), "missing field `type`: every event needs a type"),
             (json!({"type": 5}), Some("type"), "`type` must be a string, got a number"),
             (json!({"type": ""}), Some("type"), "`type` must be 1 to 128 characters, got 0"),
-            (json!({"type": "t", "id": "nope"}), Some("id"), "`id` must be a UUID (e.g. 0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b), got \"nope\""),
+            (
+                json!({"type": "t", "id": "nope"}),
+                Some("id"),
+                "`id` must be a UUID (e.g. 0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b), got \"nope\"",
+            ),
             (json!({"type": "t", "data": [1]}), Some("data"), "`data` must be a JSON object, got an array"),
-            (json!({"type": "t", "ts": "yesterday"}), Some("ts"), "`ts` must be an RFC 3339 timestamp (e.g. 2026-01-31T12:00:00Z), got \"yesterday\""),
-            (json!({"type": "t", "extra": 1}), None, "unknown field `extra`: an event has only the fields id, type, key, ts and data"),
+            (
+                json!({"type": "t", "ts": "yesterday"}),
+                Some("ts"),
+                "`ts` must be an RFC 3339 timestamp (e.g. 2026-01-31T12:00:00Z), got \"yesterday\"",
+            ),
+            (
+                json!({"type": "t", "extra": 1}),
+                None,
+                "unknown field `extra`: an event has only the fields id, type, key, ts and data",
+            ),
             (json!([1]), None, "an event must be a JSON object, got an array"),
         ];
         for (value, field, message) in cases {
@@ -311,9 +313,11 @@ mod tests {
 
     #[test]
     fn nul_characters_are_refused_with_their_path() {
-        let err = Event::from_api(json!({"type": "t", "data": {"a": [1, {"b": "x\u{0}y"}]}}), now())
-            .expect_err("nul");
-        assert_eq!(err.message, "`data` holds a NUL character (\\u0000) at $.a[1].b: PostgreSQL cannot store it; remove it");
+        let err = Event::from_api(json!({"type": "t", "data": {"a": [1, {"b": "x\u{0}y"}]}}), now()).expect_err("nul");
+        assert_eq!(
+            err.message,
+            "`data` holds a NUL character (\\u0000) at $.a[1].b: PostgreSQL cannot store it; remove it"
+        );
     }
 
     #[test]

@@ -34,9 +34,7 @@ impl KafkaOption {
     /// Whether the value must never be printed (passwords, keys, JAAS configs, tokens).
     pub fn is_secret(&self) -> bool {
         let key = self.key.to_ascii_lowercase();
-        ["password", "secret", "jaas", "token", "key.pem", "private"]
-            .iter()
-            .any(|word| key.contains(word))
+        ["password", "secret", "jaas", "token", "key.pem", "private"].iter().any(|word| key.contains(word))
     }
 }
 

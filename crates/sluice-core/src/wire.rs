@@ -30,8 +30,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 4] =
-        [Self::NotJson, Self::InvalidEvent, Self::TooLarge, Self::DatabaseRejected];
+    pub const ALL: [RejectReason; 4] = [Self::NotJson, Self::InvalidEvent, Self::TooLarge, Self::DatabaseRejected];
 
     pub fn code(self) -> &'static str {
         match self {
@@ -89,9 +88,9 @@ pub fn decode(
         ));
     };
     let invalid = |e: EventError| Rejection::new(RejectReason::InvalidEvent, e.message);
-    let id = optional_id(obj.remove("id"))
-        .map_err(invalid)?
-        .ok_or_else(|| Rejection::new(RejectReason::InvalidEvent, "missing field `id`: records on the topic need an id"))?;
+    let id = optional_id(obj.remove("id")).map_err(invalid)?.ok_or_else(|| {
+        Rejection::new(RejectReason::InvalidEvent, "missing field `id`: records on the topic need an id")
+    })?;
     let fields = CommonFields::take(&mut obj).map_err(invalid)?;
     let fallback = record_ts.unwrap_or(now);
     let received_at = optional_timestamp("received_at", obj.remove("received_at")).map_err(invalid)?;
@@ -116,7 +115,9 @@ mod tests {
         match decode(value, Some(now), now, 4096) {
             Ok(event) => {
                 // A row PostgreSQL will take: the checks the table relies on hold.
-                assert!(!event.event_type.is_empty() && event.event_type.chars().count() <= crate::event::MAX_TYPE_CHARS);
+                assert!(
+                    !event.event_type.is_empty() && event.event_type.chars().count() <= crate::event::MAX_TYPE_CHARS
+                );
                 assert!(!event.event_type.contains('\0'));
                 assert!(event.key.as_ref().is_none_or(|k| k.chars().count() <= crate::event::MAX_KEY_CHARS));
             }
@@ -136,8 +137,20 @@ mod tests {
         leaf.prop_recursive(4, 32, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
-                prop::collection::btree_map(prop_oneof![Just("id".to_owned()), Just("type".to_owned()), Just("key".to_owned()), Just("ts".to_owned()), Just("received_at".to_owned()), Just("data".to_owned()), ".{0,6}"], inner, 0..6)
-                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("id".to_owned()),
+                        Just("type".to_owned()),
+                        Just("key".to_owned()),
+                        Just("ts".to_owned()),
+                        Just("received_at".to_owned()),
+                        Just("data".to_owned()),
+                        ".{0,6}"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
             ]
         })
     }
@@ -162,8 +175,9 @@ mod tests {
 
     #[test]
     fn round_trips_what_the_gateway_writes() {
-        let event = Event::from_api(json!({"type": "click", "key": "u1", "data": {"x": [1, 2]}}), t("2026-01-01T00:00:00Z"))
-            .expect("valid");
+        let event =
+            Event::from_api(json!({"type": "click", "key": "u1", "data": {"x": [1, 2]}}), t("2026-01-01T00:00:00Z"))
+                .expect("valid");
         let (key, value) = encode(&event);
         assert_eq!(key, "u1");
         let back = decode(Some(&value), None, t("2030-01-01T00:00:00Z"), 1 << 20).expect("decodes");

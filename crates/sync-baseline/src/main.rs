@@ -57,13 +57,23 @@ async fn ingest(State(pool): State<PgPool>, body: Bytes) -> impl IntoResponse {
     let values = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Array(items)) => items,
         Ok(single) => vec![single],
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": {"code": "invalid_json", "message": e.to_string()}}))),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": {"code": "invalid_json", "message": e.to_string()}})),
+            )
+        }
     };
     let mut events = Vec::with_capacity(values.len());
     for value in values {
         match Event::from_api(value, received_at) {
             Ok(e) => events.push(e),
-            Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": {"code": "invalid_event", "message": e.message}}))),
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"error": {"code": "invalid_event", "message": e.message}})),
+                )
+            }
         }
     }
     for e in &events {
@@ -79,7 +89,10 @@ async fn ingest(State(pool): State<PgPool>, body: Bytes) -> impl IntoResponse {
         .execute(&pool)
         .await;
         if let Err(error) = result {
-            return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": {"code": "database", "message": error.to_string()}})));
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": {"code": "database", "message": error.to_string()}})),
+            );
         }
     }
     let ids: Vec<_> = events.iter().map(|e| e.id).collect();
