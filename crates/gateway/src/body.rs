@@ -96,7 +96,9 @@ pub fn events(format: Format, body: &[u8], max_events: usize) -> Result<Vec<(Pos
 fn parse(bytes: &[u8], at: Option<Position>) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         let message = match e.classify() {
-            serde_json::error::Category::Eof => format!("body is not valid JSON, it ends too early: {e}"),
+            serde_json::error::Category::Eof => {
+                format!("body is not valid JSON, it ends too early: {e}")
+            }
             _ => format!("body is not valid JSON: {e}"),
         };
         ApiError::InvalidJson { message, at }

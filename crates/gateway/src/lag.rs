@@ -11,7 +11,7 @@ use rdkafka::{
     error::KafkaError,
     Offset, TopicPartitionList,
 };
-use sluice_core::kafka::KafkaArgs;
+use sluice_core::kafka::{Guarantee, KafkaArgs};
 
 /// One partition's offsets as the broker reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +46,14 @@ pub struct LagReader {
 }
 
 impl LagReader {
-    pub fn new(kafka: &KafkaArgs, group: &str, timeout: Duration) -> Result<Self, KafkaError> {
+    pub fn new(kafka: &KafkaArgs, group: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let never_commit = [Guarantee::new(
+            "enable.auto.commit",
+            "false",
+            "the lag reader names the sinkers' group and must never commit offsets for it",
+        )];
         let consumer: BaseConsumer = kafka
-            .client_config(&[("group.id", group), ("client.id", "sluice-gateway-lag"), ("enable.auto.commit", "false")])
+            .client_config(&[("group.id", group), ("client.id", "sluice-gateway-lag")], &never_commit)?
             .create()?;
         Ok(Self { consumer, topic: kafka.topic.clone(), timeout })
     }

@@ -8,7 +8,10 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord, Producer},
     types::RDKafkaErrorCode,
 };
-use sluice_core::{kafka::KafkaArgs, Event};
+use sluice_core::{
+    kafka::{Guarantee, KafkaArgs},
+    Event,
+};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -38,24 +41,37 @@ pub fn build(
     kafka: &KafkaArgs,
     produce_timeout: Duration,
     max_inflight_bytes: usize,
-) -> Result<FutureProducer, KafkaError> {
-    let timeout_ms = produce_timeout.as_millis().to_string();
+) -> anyhow::Result<FutureProducer> {
     // librdkafka's own queue cap is a backstop; the gateway's in-flight semaphore binds first.
     let queue_kbytes = (max_inflight_bytes.saturating_mul(2) / 1024).max(1024).to_string();
-    kafka
-        .client_config(&[
-            ("acks", "all"),
-            ("enable.idempotence", "true"),
-            ("linger.ms", "5"),
-            ("compression.type", "lz4"),
-            ("message.timeout.ms", &timeout_ms),
-            ("queue.buffering.max.kbytes", &queue_kbytes),
-            ("queue.buffering.max.messages", "1000000"),
-            // Same partition for a key as the Java client, so other producers agree with us.
-            ("partitioner", "murmur2_random"),
-            ("client.id", "sluice-gateway"),
-        ])
-        .create()
+    let producer = kafka
+        .client_config(
+            &[
+                ("linger.ms", "5"),
+                ("compression.type", "lz4"),
+                ("queue.buffering.max.kbytes", &queue_kbytes),
+                ("queue.buffering.max.messages", "1000000"),
+                // Same partition for a key as the Java client, so other producers agree with us.
+                ("partitioner", "murmur2_random"),
+                ("client.id", "sluice-gateway"),
+            ],
+            &guarantees(produce_timeout),
+        )?
+        .create()?;
+    Ok(producer)
+}
+
+/// The producer settings a 202 rests on; `--kafka-option` cannot change them.
+pub fn guarantees(produce_timeout: Duration) -> Vec<Guarantee> {
+    vec![
+        Guarantee::new("acks", "all", "a 202 means every in-sync replica has the event"),
+        Guarantee::new("enable.idempotence", "true", "a retried produce must not write an event twice or out of order"),
+        Guarantee::new(
+            "message.timeout.ms",
+            produce_timeout.as_millis().to_string(),
+            "every delivery must resolve before the request times out; set --produce-timeout instead",
+        ),
+    ]
 }
 
 /// Produces every event and waits, until `deadline` at the latest, for the broker to confirm

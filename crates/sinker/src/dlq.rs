@@ -17,7 +17,10 @@ use rdkafka::{
     types::RDKafkaErrorCode,
     Message,
 };
-use sluice_core::{kafka::KafkaArgs, Rejection};
+use sluice_core::{
+    kafka::{Guarantee, KafkaArgs},
+    Rejection,
+};
 
 #[derive(Clone)]
 pub struct DeadLetters {
@@ -26,15 +29,22 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    pub fn new(kafka: &KafkaArgs, topic: String) -> Result<Self, KafkaError> {
+    pub fn new(kafka: &KafkaArgs, topic: String) -> anyhow::Result<Self> {
+        let guaranteed = [Guarantee::new(
+            "acks",
+            "all",
+            "a dead letter must be on every in-sync replica before the offset moves past its record",
+        )];
         let producer = kafka
-            .client_config(&[
-                ("acks", "all"),
-                ("enable.idempotence", "true"),
-                ("linger.ms", "5"),
-                ("message.timeout.ms", "30000"),
-                ("client.id", "sluice-sinker-dlq"),
-            ])
+            .client_config(
+                &[
+                    ("enable.idempotence", "true"),
+                    ("linger.ms", "5"),
+                    ("message.timeout.ms", "30000"),
+                    ("client.id", "sluice-sinker-dlq"),
+                ],
+                &guaranteed,
+            )?
             .create()?;
         Ok(Self { producer, topic })
     }
@@ -46,7 +56,8 @@ impl DeadLetters {
     /// Creates the dead-letter topic when it is missing (one partition, broker-default
     /// replication). An existing topic is left as it is.
     pub async fn ensure_topic(&self, kafka: &KafkaArgs) -> Result<(), KafkaError> {
-        let admin: AdminClient<DefaultClientContext> = kafka.client_config(&[]).create()?;
+        let admin: AdminClient<DefaultClientContext> =
+            kafka.client_config(&[], &[]).map_err(|e| KafkaError::ClientCreation(e.to_string()))?.create()?;
         let topic = NewTopic::new(&self.topic, 1, TopicReplication::Fixed(-1));
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics([&topic], &options).await? {

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::Context as _;
 use rdkafka::consumer::Consumer;
-use sluice_core::secret::redact_url;
+use sluice_core::{kafka::Guarantee, secret::redact_url};
 use tokio::{runtime::Handle, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -105,22 +105,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let watermarks = context.watermarks.clone();
     let consumer: SinkConsumer = config
         .kafka
-        .client_config(&[
-            ("group.id", &config.group),
-            ("client.id", "sluice-sinker"),
-            // We manage offsets ourselves: the database holds them, Kafka gets a copy after.
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("partition.assignment.strategy", "cooperative-sticky"),
-            // A dead sinker's partitions move after 10 s (librdkafka's default is 45 s).
-            ("session.timeout.ms", "10000"),
-            ("heartbeat.interval.ms", "2000"),
-            ("statistics.interval.ms", "1000"),
-            // Bounds prefetch memory per partition; the worker buffers bound the rest.
-            ("queued.max.messages.kbytes", "16384"),
-            ("isolation.level", "read_committed"),
-        ])
+        .client_config(
+            &[
+                ("client.id", "sluice-sinker"),
+                ("partition.assignment.strategy", "cooperative-sticky"),
+                // A dead sinker's partitions move after 10 s (librdkafka's default is 45 s).
+                ("session.timeout.ms", "10000"),
+                ("heartbeat.interval.ms", "2000"),
+                ("statistics.interval.ms", "1000"),
+                // Bounds prefetch memory per partition; the worker buffers bound the rest.
+                ("queued.max.messages.kbytes", "16384"),
+            ],
+            &consumer_guarantees(&config.group),
+        )?
         .create_with_context(context)
         .context("could not create the kafka consumer; check --brokers and --kafka-option")?;
     consumer.subscribe(&[&config.kafka.topic]).context("could not subscribe to the topic")?;
@@ -162,6 +159,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     server.await??;
     tracing::info!("sinker stopped cleanly");
     Ok(())
+}
+
+/// The consumer settings exactly-once rests on; `--kafka-option` cannot change them.
+pub fn consumer_guarantees(group: &str) -> Vec<Guarantee> {
+    vec![
+        Guarantee::new("group.id", group, "the group is the sinker's identity; set it with --group"),
+        // We manage offsets ourselves: the database holds them, Kafka gets a copy after.
+        Guarantee::new("enable.auto.commit", "false", "kafka offsets may only be committed after the database commit"),
+        Guarantee::new(
+            "enable.auto.offset.store",
+            "false",
+            "kafka offsets may only be committed after the database commit",
+        ),
+        Guarantee::new("isolation.level", "read_committed", "records of aborted transactions must never become rows"),
+        Guarantee::new(
+            "auto.offset.reset",
+            "earliest",
+            "a partition with no stored offset must be read from its first record, or events are skipped",
+        ),
+    ]
 }
 
 async fn watch_database(store: Store, health: Arc<Health>, shutdown: CancellationToken) {
