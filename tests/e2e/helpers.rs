@@ -182,6 +182,11 @@ impl TestEnv {
         .await;
     }
 
+    pub async fn wait_rows_at_least(&self, expected: i64, timeout: Duration) {
+        let what = format!("at least {expected} rows in events");
+        eventually(timeout, &what, || async { (self.row_count().await >= expected).then_some(()) }).await;
+    }
+
     pub async fn sink_offsets(&self) -> HashMap<i32, i64> {
         let rows: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, next_offset FROM sink_offsets WHERE topic = $1")
             .bind(&self.topic)
