@@ -65,8 +65,16 @@ async fn a_wrong_scram_password_is_refused_and_nothing_is_accepted() {
     args.extend_from_slice(&["--kafka-option", "sasl.password=not-the-password"]);
     let mut gateway = env.gateway(&args);
     gateway.wait_ready("/healthz", Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(reqwest::get(gateway.url("/readyz")).await.expect("readyz").status(), 503);
+    // Readiness starts as "not checked yet" (503 too): wait for the broker check's own verdict.
+    let reason = eventually(Duration::from_secs(30), "readiness reports the failed broker check", || async {
+        let r = reqwest::get(gateway.url("/readyz")).await.ok()?;
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.ok()?;
+        let reason = body["reason"].as_str()?.to_owned();
+        (status == 503 && reason.starts_with("broker unreachable")).then_some(reason)
+    })
+    .await;
+    assert!(!reason.contains("not-the-password"), "the password reached /readyz: {reason}");
     eventually(Duration::from_secs(30), "writes refused with 503", || async {
         let r = Client::new().post(gateway.url("/v1/events")).json(&json!({"type": "x"})).send().await.ok()?;
         (r.status() == 503).then_some(())
