@@ -9,4 +9,5 @@ mod deploy_files;
 mod gateway;
 mod security;
 mod sinker;
+mod sinker_positions;
 mod skeleton;
