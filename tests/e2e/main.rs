@@ -10,4 +10,5 @@ mod gateway;
 mod guarantees;
 mod security;
 mod sinker;
+mod sinker_positions;
 mod skeleton;

@@ -3,7 +3,8 @@
 //!
 //! Rebalance callbacks run inside `poll`, on the poll thread. On assignment the callback reads
 //! the partitions' stored offsets from the database and Kafka's committed offsets, and assigns
-//! each partition at the larger one. On revocation it hands the partitions to the dispatcher,
+//! each partition at the database's offset (Kafka's only when the database has none); a start
+//! past the partition's high watermark (a recreated topic) becomes the log start. On revocation it hands the partitions to the dispatcher,
 //! waits until their workers wrote (or gave up on) what they buffered, commits the written
 //! offsets to Kafka, and only then lets the revocation complete.
 
@@ -37,9 +38,15 @@ pub type SinkConsumer = BaseConsumer<SinkContext>;
 #[derive(Debug)]
 pub enum PollEvent {
     Message(OwnedMessage),
-    /// Newly owned partitions, each with the offset it was assigned at (None: Kafka's
-    /// auto.offset.reset decides, nothing was ever written).
-    Assigned(Vec<(i32, Option<i64>)>),
+    /// Newly owned partitions, each with where it starts and what the database holds.
+    Assigned(Vec<Assignment>),
+    /// The poll thread moved a partition's fetch position to `offset` (a worker asked, see
+    /// [`SeekRequests`]): every record of the partition sent before this event is from before
+    /// the seek, every one after it from `offset` on.
+    Seeked {
+        partition: i32,
+        offset: i64,
+    },
     /// Partitions being taken away. `lost`: the group already gave them to someone else, so
     /// nothing more may be written. The dispatcher answers with each partition's written
     /// next offset.
@@ -49,6 +56,20 @@ pub enum PollEvent {
         ack: std_mpsc::SyncSender<Vec<(i32, i64)>>,
     },
 }
+
+/// A newly owned partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assignment {
+    pub partition: i32,
+    /// The offset it was assigned at (None: the log start, or Kafka's auto.offset.reset).
+    pub start: Option<i64>,
+    /// The database's stored next offset, the value the first batch's compare-and-set expects
+    /// (None: the database has no row). Differs from `start` when the log started over.
+    pub fence: Option<i64>,
+}
+
+/// Workers ask the poll thread to move a partition's fetch position back, (partition, offset).
+pub type SeekRequests = std_mpsc::Sender<(i32, i64)>;
 
 /// (low, high) watermarks per partition, from librdkafka's statistics.
 pub type Watermarks = Arc<Mutex<HashMap<i32, (i64, i64)>>>;
@@ -84,7 +105,7 @@ impl ClientContext for SinkContext {
         // librdkafka applies auto.offset.reset itself and only logs it (fac OFFSET): a stored
         // position below the log start (retention, DeleteRecords) or past its end.
         if fac == "OFFSET" && log_message.contains("offset reset") {
-            self.metrics.offset_resets.inc();
+            self.metrics.offset_resets.with_label_values(&[RESET_OUT_OF_RANGE]).inc();
             tracing::warn!(
                 detail = log_message,
                 "a partition's position was out of range (deleted or compacted records); auto.offset.reset applied"
@@ -134,18 +155,52 @@ impl SinkContext {
     fn on_assign(&self, consumer: &SinkConsumer, tpl: &mut TopicPartitionList) {
         self.metrics.rebalances.inc();
         let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
-        let stored = self.stored_offsets(&partitions);
+        // Kafka's first: a writer still committing between the two reads can then only make
+        // the database's look further ahead, never Kafka's (it commits to the database first).
         let committed = self.committed_offsets(consumer, tpl);
+        // None: the database could not be read; the first batch's compare-and-set then finds
+        // the stored offset and the worker moves there.
+        let stored_known = self.stored_offsets(&partitions);
+        let stored = stored_known.clone().unwrap_or_default();
         let mut assigned = Vec::with_capacity(partitions.len());
+        let mut watermarks_readable = true;
         for &partition in &partitions {
-            let start = resume_offset(stored.get(&partition).copied(), committed.get(&partition).copied());
-            if let Some(offset) = start {
-                if let Err(error) = tpl.set_partition_offset(&self.topic, partition, Offset::Offset(offset)) {
+            let (s, c) = (stored.get(&partition).copied(), committed.get(&partition).copied());
+            let mut start = resume_offset(s, c);
+            if stored_known.is_some() && kafka_ahead(s, c) {
+                self.metrics.kafka_ahead_of_database.inc();
+                tracing::warn!(topic = %self.topic, partition, stored = ?s, committed = ?c, "kafka's committed offset is ahead of the database's (a restored database or a lagging replica?); resuming at the database's offset, so the missing rows are written again");
+            }
+            let mut from_log_start = false;
+            if let (Some(offset), true) = (start, watermarks_readable) {
+                // One broker round trip per partition; on the first failure the rest are
+                // skipped (the worker notices a log that started over from its first record).
+                match consumer.fetch_watermarks(&self.topic, partition, Duration::from_secs(2)) {
+                    Ok((_, high)) if offset > high => {
+                        self.metrics.offset_resets.with_label_values(&[RESET_BEYOND_LOG_END]).inc();
+                        tracing::warn!(topic = %self.topic, partition, stored = ?s, committed = ?c, high, "the stored offset is beyond the log end (the topic was deleted and created again, or its log truncated); reading the partition from its start (ids already written are skipped)");
+                        start = None;
+                        from_log_start = true;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        watermarks_readable = false;
+                        tracing::warn!(%error, "could not read the high watermarks at assignment; a recreated topic is noticed when its first record arrives");
+                    }
+                }
+            }
+            let offset = match start {
+                Some(offset) => Some(Offset::Offset(offset)),
+                None if from_log_start => Some(Offset::Beginning),
+                None => None,
+            };
+            if let Some(offset) = offset {
+                if let Err(error) = tpl.set_partition_offset(&self.topic, partition, offset) {
                     tracing::error!(%error, partition, "could not set the start offset");
                 }
             }
-            tracing::info!(topic = %self.topic, partition, start = ?start, stored = ?stored.get(&partition), committed = ?committed.get(&partition), "partition assigned");
-            assigned.push((partition, start));
+            tracing::info!(topic = %self.topic, partition, start = ?start, stored = ?s, committed = ?c, "partition assigned");
+            assigned.push(Assignment { partition, start, fence: s });
         }
         let result = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
@@ -184,9 +239,9 @@ impl SinkContext {
         }
     }
 
-    fn stored_offsets(&self, partitions: &[i32]) -> HashMap<i32, i64> {
+    fn stored_offsets(&self, partitions: &[i32]) -> Option<HashMap<i32, i64>> {
         if Handle::try_current().is_ok() {
-            return HashMap::new();
+            return None;
         }
         let store = self.store.clone();
         let topic = self.topic.clone();
@@ -194,14 +249,14 @@ impl SinkContext {
         let lookup =
             async move { tokio::time::timeout(Duration::from_secs(10), store.load_offsets(&topic, &partitions)).await };
         match self.runtime.block_on(lookup) {
-            Ok(Ok(offsets)) => offsets,
+            Ok(Ok(offsets)) => Some(offsets),
             Ok(Err(error)) => {
-                tracing::warn!(%error, "could not read stored offsets; starting from kafka's committed offsets (the fence skips what is already written)");
-                HashMap::new()
+                tracing::warn!(%error, "could not read stored offsets; starting from kafka's committed offsets (the first write's fence moves each partition to the database's offset)");
+                None
             }
             Err(_) => {
-                tracing::warn!("reading stored offsets timed out; starting from kafka's committed offsets (the fence skips what is already written)");
-                HashMap::new()
+                tracing::warn!("reading stored offsets timed out; starting from kafka's committed offsets (the first write's fence moves each partition to the database's offset)");
+                None
             }
         }
     }
@@ -242,14 +297,23 @@ impl SinkContext {
     }
 }
 
-/// Where a newly assigned partition resumes: the larger of the database's stored offset and
-/// Kafka's committed one. Kafka's can only be behind the database's (it is committed after),
-/// unless the table was reset; the larger never re-reads what is known to be written.
+/// `sinker_offset_resets_total{reason}`: librdkafka found a position out of range.
+pub const RESET_OUT_OF_RANGE: &str = "out_of_range";
+/// `sinker_offset_resets_total{reason}`: the stored offset lies past the partition's log end.
+pub const RESET_BEYOND_LOG_END: &str = "beyond_log_end";
+
+/// Where a newly assigned partition resumes: the database's stored offset whenever it has one
+/// (it is the source of truth, even when Kafka's committed offset is further: after a restore
+/// the rows between are missing), else Kafka's committed offset.
 pub fn resume_offset(stored: Option<i64>, committed: Option<i64>) -> Option<i64> {
-    match (stored, committed) {
-        (Some(s), Some(c)) => Some(s.max(c)),
-        (s, c) => s.or(c),
-    }
+    stored.or(committed)
+}
+
+/// Whether Kafka's committed offset is ahead of the database's: it is committed after the
+/// database, so this means the database lost commits (a restore, a failover to a lagging
+/// replica, a truncated table).
+pub fn kafka_ahead(stored: Option<i64>, committed: Option<i64>) -> bool {
+    committed.is_some_and(|c| c > stored.unwrap_or(0))
 }
 
 /// Commits next offsets to Kafka and waits for the answer.
@@ -273,9 +337,14 @@ pub fn commit_sync(consumer: &SinkConsumer, topic: &str, offsets: &[(i32, i64)])
 
 /// The poll loop. Runs on its own thread until `stop` is set or the dispatcher is gone, then
 /// leaves the group (the consumer is closed when the last reference drops).
-pub fn poll_loop(consumer: Arc<SinkConsumer>, stop: Arc<AtomicBool>) {
+pub fn poll_loop(consumer: Arc<SinkConsumer>, stop: Arc<AtomicBool>, seeks: &std_mpsc::Receiver<(i32, i64)>) {
     let context = consumer.context().clone();
+    let mut pending_seeks: Vec<(i32, i64)> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
+        pending_seeks.extend(seeks.try_iter());
+        if !pending_seeks.is_empty() && !serve_seeks(&consumer, &context, &mut pending_seeks) {
+            break;
+        }
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(message)) => {
@@ -284,7 +353,7 @@ pub fn poll_loop(consumer: Arc<SinkConsumer>, stop: Arc<AtomicBool>) {
                 }
             }
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
-                context.metrics.offset_resets.inc();
+                context.metrics.offset_resets.with_label_values(&[RESET_OUT_OF_RANGE]).inc();
                 tracing::warn!(
                     "a partition's position was out of range (deleted or compacted records); auto.offset.reset applied"
                 );
@@ -303,16 +372,58 @@ pub fn poll_loop(consumer: Arc<SinkConsumer>, stop: Arc<AtomicBool>) {
     }
 }
 
+/// Moves fetch positions back for workers whose database went back, on the poll thread so
+/// that the [`PollEvent::Seeked`] marker separates the records from before and after. A seek
+/// that fails is retried on the next turn while the partition is still assigned. Returns false
+/// when the dispatcher is gone.
+fn serve_seeks(consumer: &SinkConsumer, context: &SinkContext, pending: &mut Vec<(i32, i64)>) -> bool {
+    let assigned: Vec<i32> = consumer
+        .assignment()
+        .map(|a| a.elements_for_topic(&context.topic).iter().map(|e| e.partition()).collect())
+        .unwrap_or_default();
+    let mut retry = Vec::new();
+    for (partition, offset) in pending.drain(..) {
+        if !assigned.contains(&partition) {
+            tracing::info!(partition, offset, "seek dropped: the partition is no longer assigned");
+            continue;
+        }
+        match consumer.seek(&context.topic, partition, Offset::Offset(offset), Duration::from_secs(5)) {
+            Ok(()) => {
+                tracing::info!(partition, offset, "fetch position moved back to the database's offset");
+                if !context.send(PollEvent::Seeked { partition, offset }) {
+                    return false;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, partition, offset, "seek failed; retrying");
+                retry.push((partition, offset));
+            }
+        }
+    }
+    *pending = retry;
+    true
+}
+
 #[cfg(test)]
 mod tests {
-    use super::resume_offset;
+    use super::{kafka_ahead, resume_offset};
 
     #[test]
-    fn resumes_at_the_larger_known_offset() {
+    fn resumes_at_the_database_offset_whenever_there_is_one() {
         assert_eq!(resume_offset(Some(10), Some(7)), Some(10));
-        assert_eq!(resume_offset(Some(10), Some(12)), Some(12));
+        assert_eq!(resume_offset(Some(10), Some(12)), Some(10), "a restored database is filled again");
         assert_eq!(resume_offset(None, Some(7)), Some(7));
         assert_eq!(resume_offset(Some(3), None), Some(3));
         assert_eq!(resume_offset(None, None), None);
+    }
+
+    #[test]
+    fn kafka_ahead_of_the_database_is_noticed() {
+        assert!(kafka_ahead(Some(10), Some(12)));
+        assert!(kafka_ahead(None, Some(7)), "no row in the database, progress in kafka");
+        assert!(!kafka_ahead(Some(10), Some(10)));
+        assert!(!kafka_ahead(Some(10), Some(7)), "kafka's copy lags after a lost async commit: normal");
+        assert!(!kafka_ahead(Some(3), None));
+        assert!(!kafka_ahead(None, Some(0)));
     }
 }

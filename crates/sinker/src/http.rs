@@ -12,13 +12,20 @@ use axum::{extract::State, http::header, http::StatusCode, response::IntoRespons
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::{metrics::Metrics, stuck::StuckPartitions};
 
-/// What readiness depends on, kept current by background checks.
-#[derive(Default)]
+/// What readiness depends on, kept current by background checks and the partition workers.
 pub struct Health {
     pub database_ok: AtomicBool,
     pub consuming: AtomicBool,
+    /// Partitions whose batch fails with a permanent error.
+    pub stuck: Arc<StuckPartitions>,
+}
+
+impl Health {
+    pub fn new(stuck: Arc<StuckPartitions>) -> Self {
+        Self { database_ok: AtomicBool::new(false), consuming: AtomicBool::new(false), stuck }
+    }
 }
 
 #[derive(Clone)]
@@ -42,15 +49,26 @@ async fn render(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// 200 when the database answers, the consumer runs and no partition is stuck on a permanent
+/// error; else 503 with the first reason, and every stuck partition with its error.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let db = state.health.database_ok.load(Ordering::SeqCst);
     let consuming = state.health.consuming.load(Ordering::SeqCst);
-    if db && consuming {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
+    let stuck = state.health.stuck.snapshot();
+    let stuck_json: Vec<_> = stuck.iter().map(|(p, e)| json!({"partition": p, "error": e})).collect();
+    let reason = if !db {
+        "the database is unreachable".to_owned()
+    } else if !consuming {
+        "not consuming yet".to_owned()
+    } else if let Some((_, error)) = stuck.first() {
+        error.clone()
     } else {
-        let reason = if !db { "the database is unreachable" } else { "not consuming yet" };
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "reason": reason})))
-    }
+        return (StatusCode::OK, Json(json!({"status": "ready"})));
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "not_ready", "reason": reason, "stuck_partitions": stuck_json})),
+    )
 }
 
 /// Serves until `shutdown`.

@@ -19,3 +19,4 @@ pub mod partition;
 pub mod run;
 pub mod sink;
 pub mod store;
+pub mod stuck;

@@ -22,7 +22,10 @@ pub struct Metrics {
     pub db_errors: IntCounterVec,
     pub rebalances: IntCounter,
     pub offset_conflicts: IntCounter,
-    pub offset_resets: IntCounter,
+    pub offset_resets: IntCounterVec,
+    pub kafka_ahead_of_database: IntCounter,
+    pub partitions_stuck: IntGauge,
+    pub dlq_failures: IntCounterVec,
     pub kafka_commit_failures: IntCounter,
     pub partitions_assigned: IntGauge,
     pub partitions_paused: IntGauge,
@@ -93,9 +96,33 @@ impl Metrics {
                 "Batches refused by the offset compare-and-set: another owner had written further.",
             )
             .expect("valid metric"),
-            offset_resets: IntCounter::new(
-                "sinker_offset_resets_total",
-                "Times a partition's position was out of range and auto.offset.reset applied.",
+            offset_resets: IntCounterVec::new(
+                Opts::new(
+                    "sinker_offset_resets_total",
+                    "Times a partition's position was reset, by reason: out_of_range (auto.offset.reset applied), \
+                     beyond_log_end (the stored offset is past the log end: a recreated topic; read again from the log start).",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+            kafka_ahead_of_database: IntCounter::new(
+                "sinker_kafka_ahead_of_database_total",
+                "Times the database's stored offset was found behind Kafka's committed offset (at assignment) or behind \
+                 the writer's position (at a write): a restored database or a lagging replica; the rows are written again.",
+            )
+            .expect("valid metric"),
+            partitions_stuck: IntGauge::new(
+                "sinker_partitions_stuck",
+                "Owned partitions whose current batch fails with a permanent error (database schema, permissions, \
+                 trigger exception, internal error; or a dead-letter topic that refuses writes); retried until fixed.",
+            )
+            .expect("valid metric"),
+            dlq_failures: IntCounterVec::new(
+                Opts::new(
+                    "sinker_dlq_failures_total",
+                    "Dead-letter produces that failed, by reason (too_large, unauthorized, unknown_topic, transient).",
+                ),
+                &["reason"],
             )
             .expect("valid metric"),
             kafka_commit_failures: IntCounter::new(
@@ -127,6 +154,9 @@ impl Metrics {
             m.rebalances,
             m.offset_conflicts,
             m.offset_resets,
+            m.kafka_ahead_of_database,
+            m.partitions_stuck,
+            m.dlq_failures,
             m.kafka_commit_failures,
             m.partitions_assigned,
             m.partitions_paused,
@@ -135,6 +165,12 @@ impl Metrics {
         // Export every label value from the start, so rates work before the first event.
         for reason in RejectReason::ALL {
             m.dlq_messages.with_label_values(&[reason.code()]);
+        }
+        for reason in ["out_of_range", "beyond_log_end"] {
+            m.offset_resets.with_label_values(&[reason]);
+        }
+        for reason in crate::dlq::FAILURE_REASONS {
+            m.dlq_failures.with_label_values(&[reason]);
         }
         for kind in ErrorKind::ALL {
             m.db_errors.with_label_values(&[kind.label()]);

@@ -3,11 +3,15 @@
 //!
 //! Invariants held here:
 //! - a partition has one worker, and the worker writes one batch at a time, in offset order;
-//! - `position` (the next offset to write) only grows, and a record below it is dropped;
+//! - `position` is the next offset to write, and a record below it is dropped; it grows, except
+//!   when the database went back (restore, lagging replica: the fence says so, the worker
+//!   seeks back to the database's offset) or the log started over (a recreated topic);
+//! - a batch's compare-and-set expects exactly the stored offset (`fence`);
 //! - the Kafka commit of an offset follows the database commit of the rows below it;
 //! - dead letters of a batch are acknowledged by the broker before its transaction commits.
 
 use std::{
+    fmt::Display,
     sync::{
         atomic::{AtomicI64, AtomicUsize, Ordering},
         Arc,
@@ -32,11 +36,12 @@ use crate::{
     adaptive::SharedSizer,
     backoff::Backoff,
     batch::{BatchPolicy, Pending},
-    consumer::SinkConsumer,
-    dlq::DeadLetters,
+    consumer::{Assignment, SeekRequests, SinkConsumer, RESET_BEYOND_LOG_END},
+    dlq::{self, DeadLetters},
     failpoint,
     metrics::Metrics,
     store::{self, ErrorKind, Fence, Store},
+    stuck::{StuckGuard, StuckPartitions},
 };
 
 /// What every worker shares.
@@ -50,6 +55,9 @@ pub struct Shared {
     pub sizer: SharedSizer,
     pub insert_method: store::InsertMethod,
     pub max_event_bytes: usize,
+    /// Where a worker asks the poll thread to move its partition's fetch position back.
+    pub seeks: SeekRequests,
+    pub stuck: Arc<StuckPartitions>,
 }
 
 /// What the dispatcher can see of a worker.
@@ -65,6 +73,9 @@ pub struct PartitionState {
 
 pub enum WorkerInput {
     Record(OwnedMessage),
+    /// The poll thread moved the fetch position to this offset: records from here on are
+    /// from the new position.
+    Seeked(i64),
     /// Finish: write what is held (unless `drop_pending`), then answer with the written next offset.
     Stop {
         drop_pending: bool,
@@ -80,7 +91,17 @@ pub struct PartitionWorker {
     /// Cancelled when the worker must stop retrying and drop what it holds.
     abandon: CancellationToken,
     position: Option<i64>,
+    /// The stored next offset as far as this worker knows (None: no row known); the next
+    /// batch's compare-and-set expects exactly this value.
+    fence: Option<i64>,
+    /// The last record received (held, written or dropped). One fetch stream delivers offsets
+    /// in increasing order; a step back means the log started over.
+    last_received: Option<i64>,
+    /// Waiting for the poll thread to seek back to this offset: records are dropped until the
+    /// [`WorkerInput::Seeked`] marker.
+    seeking: Option<i64>,
     pending: Pending,
+    stuck: StuckGuard,
 }
 
 /// Why a write attempt did not complete.
@@ -99,15 +120,28 @@ enum Written {
 
 impl PartitionWorker {
     pub fn new(
-        partition: i32,
-        start: Option<i64>,
+        assignment: Assignment,
         shared: Arc<Shared>,
         state: Arc<PartitionState>,
         inbox: mpsc::UnboundedReceiver<WorkerInput>,
         abandon: CancellationToken,
     ) -> Self {
+        let Assignment { partition, start, fence } = assignment;
         state.written.store(start.unwrap_or(-1), Ordering::SeqCst);
-        Self { partition, shared, state, inbox, abandon, position: start, pending: Pending::default() }
+        let stuck = StuckGuard::new(partition, shared.stuck.clone());
+        Self {
+            partition,
+            shared,
+            state,
+            inbox,
+            abandon,
+            position: start,
+            fence,
+            last_received: None,
+            seeking: None,
+            pending: Pending::default(),
+            stuck,
+        }
     }
 
     #[tracing::instrument(name = "partition", skip_all, fields(topic = %self.shared.topic, partition = self.partition))]
@@ -118,9 +152,20 @@ impl PartitionWorker {
             tokio::select! {
                 input = self.inbox.recv() => match input {
                     Some(WorkerInput::Record(msg)) => {
+                        if self.log_started_over(&msg) {
+                            self.flush().await;
+                            self.restart_log(&msg);
+                        }
                         self.accept(msg);
                         if self.pending.is_full(&self.shared.policy, self.shared.sizer.target()) {
                             self.flush().await;
+                        }
+                    }
+                    Some(WorkerInput::Seeked(offset)) => {
+                        if self.seeking == Some(offset) {
+                            tracing::info!(offset, "reading again from the database's offset");
+                            self.seeking = None;
+                            self.last_received = None;
                         }
                     }
                     Some(WorkerInput::Stop { drop_pending, reply }) => {
@@ -140,9 +185,14 @@ impl PartitionWorker {
     }
 
     fn accept(&mut self, msg: OwnedMessage) {
-        if self.abandon.is_cancelled() || self.position.is_some_and(|p| msg.offset() < p) {
-            // Leaving (the next owner reads it again), or already written (a replay after a
-            // fence conflict).
+        if self.abandon.is_cancelled() || self.seeking.is_some() {
+            // Leaving (the next owner reads it again), or fetched before a seek back.
+            self.state.buffered.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        self.last_received = Some(msg.offset());
+        if self.position.is_some_and(|p| msg.offset() < p) {
+            // Already written (by another owner, after a fence conflict).
             self.state.buffered.fetch_sub(1, Ordering::SeqCst);
             return;
         }
@@ -150,6 +200,26 @@ impl PartitionWorker {
             self.state.oldest_unwritten_ms.store(timestamp_ms(&msg), Ordering::SeqCst);
         }
         self.pending.push(msg, Instant::now());
+    }
+
+    /// Whether this record shows the partition's log started over below what was read: an
+    /// offset that steps back within one fetch stream, or a first record below the assigned
+    /// start (librdkafka's auto.offset.reset after the topic was deleted and created again).
+    fn log_started_over(&self, msg: &OwnedMessage) -> bool {
+        if self.abandon.is_cancelled() || self.seeking.is_some() {
+            return false;
+        }
+        steps_back(self.last_received, self.position, msg.offset())
+    }
+
+    /// The log started over: write it again from its start (ids already written are
+    /// skipped). The first batch's compare-and-set replaces the stale stored offset.
+    fn restart_log(&mut self, msg: &OwnedMessage) {
+        self.shared.metrics.offset_resets.with_label_values(&[RESET_BEYOND_LOG_END]).inc();
+        tracing::warn!(offset = msg.offset(), last_received = ?self.last_received, position = ?self.position, stored = ?self.fence, "the partition's log started over below the written position (the topic was deleted and created again, or its log truncated); writing it again from its start");
+        self.position = None;
+        self.last_received = None;
+        self.state.written.store(-1, Ordering::SeqCst);
     }
 
     fn discard_pending(&mut self) {
@@ -184,13 +254,21 @@ impl PartitionWorker {
                     self.after_commit(&batch);
                     return;
                 }
+                Some(Ok(Written::Conflict { stored })) if stored < batch.from => {
+                    self.shared.metrics.offset_conflicts.inc();
+                    self.stuck.clear();
+                    self.go_back(stored, batch.from, batch.records.len());
+                    return;
+                }
                 Some(Ok(Written::Conflict { stored })) => {
                     self.shared.metrics.offset_conflicts.inc();
+                    self.stuck.clear();
                     tracing::warn!(stored, from = batch.from, "offset fence refused the batch: another owner wrote this partition further; skipping what it wrote");
                     let before = batch.records.len();
                     let rest: Vec<OwnedMessage> = batch.records.into_iter().filter(|m| m.offset() >= stored).collect();
                     self.state.buffered.fetch_sub(before - rest.len(), Ordering::SeqCst);
                     self.position = Some(stored);
+                    self.fence = Some(stored);
                     self.state.written.store(stored, Ordering::SeqCst);
                     if rest.is_empty() {
                         self.state.oldest_unwritten_ms.store(0, Ordering::SeqCst);
@@ -208,13 +286,30 @@ impl PartitionWorker {
                             }
                             self.shared.metrics.db_errors.with_label_values(&[kind.label()]).inc();
                             if kind == ErrorKind::Fatal {
-                                tracing::error!(error = %e, retry_in = ?delay, "the database refuses the sinker's statements (schema or permissions); fix the database, the sinker keeps retrying");
+                                let reason = store::database_message(e);
+                                tracing::error!(error = %reason, retry_in = ?delay, "the database refuses the sinker's statements (schema, permissions, a trigger's exception, an internal error); fix the database, the sinker keeps retrying");
+                                self.stuck.set(stuck_reason(
+                                    self.partition,
+                                    "the database refuses the sinker's writes",
+                                    &reason,
+                                ));
                             } else {
                                 tracing::warn!(error = %e, kind = kind.label(), retry_in = ?delay, "batch not written; retrying");
                             }
                         }
                         WriteError::DeadLetter(e) => {
-                            tracing::warn!(error = %e, retry_in = ?delay, "dead letters not acknowledged; retrying the batch");
+                            let reason = dlq::failure_reason(e);
+                            self.shared.metrics.dlq_failures.with_label_values(&[reason]).inc();
+                            if dlq::is_permanent(reason) {
+                                tracing::error!(error = %e, reason, retry_in = ?delay, "the dead-letter topic refuses the sinker's records; fix the topic or its permissions, the sinker keeps retrying");
+                                self.stuck.set(stuck_reason(
+                                    self.partition,
+                                    &format!("the dead-letter topic refuses writes ({reason})"),
+                                    e,
+                                ));
+                            } else {
+                                tracing::warn!(error = %e, retry_in = ?delay, "dead letters not acknowledged; retrying the batch");
+                            }
                         }
                     }
                     tokio::select! {
@@ -226,9 +321,28 @@ impl PartitionWorker {
         }
     }
 
+    /// The database is behind this worker (restored from a backup, failed over to a lagging
+    /// replica): drop everything held, wait for the poll thread to move the fetch position
+    /// back to the database's offset, and write everything from there again.
+    fn go_back(&mut self, stored: i64, from: i64, held: usize) {
+        self.shared.metrics.kafka_ahead_of_database.inc();
+        tracing::warn!(stored, from, "the database's stored offset is behind this writer's position (a restored database or a lagging replica?); going back to it and writing the missing rows again");
+        let dropped = held + self.pending.take().len();
+        self.state.buffered.fetch_sub(dropped, Ordering::SeqCst);
+        self.state.oldest_unwritten_ms.store(0, Ordering::SeqCst);
+        self.position = Some(stored);
+        self.fence = Some(stored);
+        self.seeking = Some(stored);
+        self.state.written.store(stored, Ordering::SeqCst);
+        if self.shared.seeks.send((self.partition, stored)).is_err() {
+            tracing::warn!("the poll thread is gone; the partition is read again by its next owner");
+        }
+    }
+
     /// One attempt: fence, insert, dead letters, commit.
     async fn write(&self, batch: &mut Prepared) -> Result<Written, WriteError> {
         let shared = &self.shared;
+        let expected = self.fence.unwrap_or(batch.from);
         if !batch.decode_rejections_sent && !batch.rejections.is_empty() {
             let letters: Vec<_> = batch.rejections.iter().map(|(i, r)| (&batch.records[*i], r)).collect();
             shared.dlq.send_all(&letters).await.map_err(WriteError::DeadLetter)?;
@@ -238,7 +352,7 @@ impl PartitionWorker {
         let events: Vec<&Event> = batch.events.iter().map(|(_, e)| e).collect();
         let mut tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
         if let Fence::Conflict { stored } =
-            store::advance_offset(&mut tx, &shared.topic, self.partition, batch.from, batch.to)
+            store::advance_offset(&mut tx, &shared.topic, self.partition, expected, batch.to)
                 .await
                 .map_err(WriteError::Db)?
         {
@@ -252,7 +366,7 @@ impl PartitionWorker {
                 drop(tx);
                 tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
                 if let Fence::Conflict { stored } =
-                    store::advance_offset(&mut tx, &shared.topic, self.partition, batch.from, batch.to)
+                    store::advance_offset(&mut tx, &shared.topic, self.partition, expected, batch.to)
                         .await
                         .map_err(WriteError::Db)?
                 {
@@ -293,6 +407,8 @@ impl PartitionWorker {
         self.shared.sizer.on_commit(Duration::from_secs_f64(batch.commit_seconds));
 
         self.position = Some(batch.to);
+        self.fence = Some(batch.to);
+        self.stuck.clear();
         self.state.written.store(batch.to, Ordering::SeqCst);
         self.state.buffered.fetch_sub(batch.records.len(), Ordering::SeqCst);
         let oldest = self.pending.first().map_or(0, timestamp_ms);
@@ -364,6 +480,19 @@ impl Prepared {
     }
 }
 
+/// Whether `offset` shows the log started over: at or below the last offset received (one
+/// fetch stream only goes up), or, before any record arrived, below the assigned start.
+fn steps_back(last_received: Option<i64>, position: Option<i64>, offset: i64) -> bool {
+    match last_received {
+        Some(last) => offset <= last,
+        None => position.is_some_and(|p| offset < p),
+    }
+}
+
+fn stuck_reason(partition: i32, what: &str, error: &dyn Display) -> String {
+    format!("partition {partition} is stuck: {what}: {error}; fix it, the sinker keeps retrying")
+}
+
 fn record_time(msg: &OwnedMessage) -> Option<DateTime<Utc>> {
     match msg.timestamp() {
         Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => DateTime::from_timestamp_millis(ms),
@@ -373,4 +502,26 @@ fn record_time(msg: &OwnedMessage) -> Option<DateTime<Utc>> {
 
 fn timestamp_ms(msg: &OwnedMessage) -> i64 {
     msg.timestamp().to_millis().unwrap_or_else(|| Utc::now().timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::steps_back;
+
+    #[test]
+    fn a_log_that_starts_over_is_noticed() {
+        // The stream goes up, with gaps (compaction, transaction markers, deleted records).
+        assert!(!steps_back(Some(10), Some(11), 11));
+        assert!(!steps_back(Some(10), Some(11), 50));
+        // Records below the position but above the last one: another owner wrote further.
+        assert!(!steps_back(Some(10), Some(30), 12));
+        // Back to or below the last record: the log started over.
+        assert!(steps_back(Some(29), Some(30), 0));
+        assert!(steps_back(Some(29), Some(30), 29));
+        // First record below the assigned start: librdkafka reset a start past the log end.
+        assert!(steps_back(None, Some(30), 0));
+        assert!(!steps_back(None, Some(30), 30));
+        assert!(!steps_back(None, Some(30), 80), "a deleted range: a forward gap");
+        assert!(!steps_back(None, None, 0));
+    }
 }

@@ -26,6 +26,7 @@ use crate::{
     partition::Shared,
     sink::Dispatcher,
     store::{SessionSettings, Store},
+    stuck::StuckPartitions,
 };
 
 pub fn store(config: &Config) -> anyhow::Result<Store> {
@@ -78,7 +79,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         },
         metrics.batch_target_rows.clone(),
     );
-    let health = Arc::new(Health::default());
+    let stuck = Arc::new(StuckPartitions::new(metrics.partitions_stuck.clone()));
+    let health = Arc::new(Health::new(stuck.clone()));
     let server = tokio::spawn(http::serve(
         config.metrics_listen,
         http::router(metrics.clone(), health.clone()),
@@ -124,9 +126,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     health.consuming.store(true, Ordering::SeqCst);
     let consumer = Arc::new(consumer);
     let stop = Arc::new(AtomicBool::new(false));
+    let (seeks, seek_requests) = std::sync::mpsc::channel();
     let poller = {
         let (consumer, stop) = (consumer.clone(), stop.clone());
-        std::thread::Builder::new().name("kafka-poll".into()).spawn(move || poll_loop(consumer, stop))?
+        std::thread::Builder::new()
+            .name("kafka-poll".into())
+            .spawn(move || poll_loop(consumer, stop, &seek_requests))?
     };
 
     let shared = Arc::new(Shared {
@@ -143,6 +148,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         sizer,
         insert_method: config.insert_method,
         max_event_bytes: config.max_event_bytes,
+        seeks,
+        stuck,
     });
     let dispatcher = Dispatcher::new(shared, watermarks, config.max_buffered_records, config.drain_timeout);
     tracing::info!(topic = %config.kafka.topic, group = %config.group, "consuming");

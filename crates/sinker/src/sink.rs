@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    consumer::{commit_sync, PollEvent, Watermarks},
+    consumer::{commit_sync, Assignment, PollEvent, Watermarks},
     partition::{PartitionState, PartitionWorker, Shared, WorkerInput},
 };
 
@@ -65,6 +65,11 @@ impl Dispatcher {
                 event = events.recv() => match event {
                     Some(PollEvent::Message(msg)) => self.route(msg),
                     Some(PollEvent::Assigned(partitions)) => self.start(partitions),
+                    Some(PollEvent::Seeked { partition, offset }) => {
+                        if let Some(worker) = self.workers.get(&partition) {
+                            let _ = worker.inbox.send(WorkerInput::Seeked(offset));
+                        }
+                    }
                     Some(PollEvent::Revoked { partitions, lost, ack }) => {
                         let written = self.stop(&partitions, lost).await;
                         let _ = ack.send(written);
@@ -129,13 +134,13 @@ impl Dispatcher {
         }
     }
 
-    fn start(&mut self, partitions: Vec<(i32, Option<i64>)>) {
-        for (partition, start) in partitions {
+    fn start(&mut self, partitions: Vec<Assignment>) {
+        for assignment in partitions {
+            let partition = assignment.partition;
             let (inbox, rx) = mpsc::unbounded_channel();
             let state = Arc::new(PartitionState::default());
             let abandon = CancellationToken::new();
-            let worker =
-                PartitionWorker::new(partition, start, self.shared.clone(), state.clone(), rx, abandon.clone());
+            let worker = PartitionWorker::new(assignment, self.shared.clone(), state.clone(), rx, abandon.clone());
             let task = tokio::spawn(worker.run());
             if let Some(old) = self.workers.insert(partition, Worker { inbox, state, abandon, task, paused: false }) {
                 tracing::error!(partition, "partition assigned twice; stopping the old worker");

@@ -1,8 +1,8 @@
 //! PostgreSQL: the `events` table, the `sink_offsets` fence, and error classification.
 //!
 //! Architecture invariant: a batch's rows and its partition's `next_offset` are written in one
-//! transaction, and `next_offset` only moves forward (compare-and-set). Everything below
-//! `next_offset` is in `events` or in the dead-letter topic.
+//! transaction, and `next_offset` moves only from the exact value the writer read (an exact
+//! compare-and-set). Everything below `next_offset` is in `events` or in the dead-letter topic.
 
 use std::{collections::HashMap, str::FromStr, time::Duration};
 
@@ -73,35 +73,40 @@ impl Store {
 /// The outcome of moving a partition's fence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fence {
-    /// The stored offset was at or before `from`; it is now `to` (in this transaction).
+    /// The stored offset was exactly `expected`; it is now `to` (in this transaction).
     Advanced,
-    /// Someone else already wrote past `from`: this writer is stale for this range.
+    /// The stored offset is not what this writer expected. Above the writer's position:
+    /// another owner wrote further (this writer is stale for that range). Below it: the
+    /// database went back in time (a restore, a lagging replica) and must be filled again
+    /// from `stored`.
     Conflict { stored: i64 },
 }
 
-/// Compare-and-set of `sink_offsets`: succeeds only if the stored next offset is `from` or
-/// older. Run it first in the transaction: it takes the row lock that serializes writers of
-/// the same partition.
+/// Exact compare-and-set of `sink_offsets`: moves the partition's next offset from `expected`
+/// to `to`, and succeeds only if the stored next offset is exactly `expected` (or the
+/// partition has no row yet). `expected` is the batch's start, except when a partition's log
+/// started over (a recreated topic), where it is the stale offset being replaced and `to`
+/// is below it. Run it first in the transaction: it takes the row lock that serializes
+/// writers of the same partition.
 pub async fn advance_offset(
     conn: &mut PgConnection,
     topic: &str,
     partition: i32,
-    from: i64,
+    expected: i64,
     to: i64,
 ) -> Result<Fence, sqlx::Error> {
-    debug_assert!(from <= to, "a batch covers [from, to)");
     let advanced: Option<(i64,)> = sqlx::query_as(
         "INSERT INTO sink_offsets AS s (topic, partition, next_offset, updated_at)
          VALUES ($1, $2, $3, now())
          ON CONFLICT (topic, partition) DO UPDATE
             SET next_offset = EXCLUDED.next_offset, updated_at = now()
-          WHERE s.next_offset <= $4
+          WHERE s.next_offset = $4
          RETURNING next_offset",
     )
     .bind(topic)
     .bind(partition)
     .bind(to)
-    .bind(from)
+    .bind(expected)
     .fetch_optional(&mut *conn)
     .await?;
     if advanced.is_some() {
@@ -288,8 +293,13 @@ pub enum ErrorKind {
     /// The data itself is refused (class 22 data exception, 23 integrity, 54 limits):
     /// isolate the offending rows and dead-letter them.
     Rejected,
-    /// The schema or permissions are wrong (class 42, 28, 3D, ...): nothing a retry of
-    /// the data fixes; keep retrying so an operator can fix it, and say so loudly.
+    /// The schema or permissions are wrong (class 42, 28, 3D, ...), the server reports an
+    /// internal error or corruption (class XX), or a trigger raised an exception with the
+    /// default code (class P0: `RAISE EXCEPTION` without `USING ERRCODE`): nothing a retry of
+    /// the data fixes. The partition is stuck until an operator fixes the database: it keeps
+    /// retrying with capped backoff and shows in `/readyz`, `sinker_partitions_stuck` and the
+    /// `SluiceSinkerStuck` alert. (A trigger that refuses single rows should raise a class 22
+    /// or 23 code, which dead-letters those rows instead.)
     Fatal,
 }
 
@@ -321,12 +331,7 @@ pub fn classify_sqlstate(code: &str) -> ErrorKind {
         "40001" | "40P01" | "55P03" => ErrorKind::Contention,
         "57014" => ErrorKind::Timeout,
         c if c.starts_with("22") || c.starts_with("23") || c.starts_with("54") => ErrorKind::Rejected,
-        c if c.starts_with("08")
-            || c.starts_with("57")
-            || c.starts_with("53")
-            || c.starts_with("58")
-            || c.starts_with("XX") =>
-        {
+        c if c.starts_with("08") || c.starts_with("57") || c.starts_with("53") || c.starts_with("58") => {
             ErrorKind::Connection
         }
         c if c.starts_with("40") || c.starts_with("55") => ErrorKind::Contention,
@@ -334,7 +339,7 @@ pub fn classify_sqlstate(code: &str) -> ErrorKind {
     }
 }
 
-fn database_message(error: &sqlx::Error) -> String {
+pub fn database_message(error: &sqlx::Error) -> String {
     match error {
         sqlx::Error::Database(db) => format!("{} (sqlstate {})", db.message(), db.code().unwrap_or_default()),
         other => other.to_string(),
@@ -362,6 +367,9 @@ mod tests {
             ("42P01", ErrorKind::Fatal),
             ("42501", ErrorKind::Fatal),
             ("28P01", ErrorKind::Fatal),
+            ("XX000", ErrorKind::Fatal),
+            ("XX001", ErrorKind::Fatal),
+            ("P0001", ErrorKind::Fatal),
         ];
         for (code, kind) in cases {
             assert_eq!(classify_sqlstate(code), kind, "{code}");

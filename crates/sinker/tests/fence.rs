@@ -60,11 +60,23 @@ async fn a_stale_owner_is_refused_and_writes_no_rows() {
     assert_eq!(stored.get(&0), Some(&10), "the offset never moves back");
     assert_eq!(stored.get(&1), None);
 
-    // The rightful owner continues from 10; a batch starting after a gap (compaction) is fine.
+    // The fence is exact: a batch that starts past the stored offset is refused (the database
+    // went back, or records were skipped), and says where the database is.
     let mut tx = store.pool().begin().await.expect("begin");
-    assert_eq!(store::advance_offset(&mut tx, "t", 0, 12, 20).await.expect("fence"), Fence::Advanced);
+    assert_eq!(store::advance_offset(&mut tx, "t", 0, 12, 20).await.expect("fence"), Fence::Conflict { stored: 10 });
+    tx.rollback().await.expect("rollback");
+
+    // The rightful owner continues from 10; its batch covers a gap (compaction) from 10 on.
+    let mut tx = store.pool().begin().await.expect("begin");
+    assert_eq!(store::advance_offset(&mut tx, "t", 0, 10, 20).await.expect("fence"), Fence::Advanced);
     tx.commit().await.expect("commit");
     assert_eq!(store.load_offsets("t", &[0]).await.expect("offsets").get(&0), Some(&20));
+
+    // A recreated topic starts over below the stored offset: the reset names the stale value.
+    let mut tx = store.pool().begin().await.expect("begin");
+    assert_eq!(store::advance_offset(&mut tx, "t", 0, 20, 5).await.expect("fence"), Fence::Advanced);
+    tx.commit().await.expect("commit");
+    assert_eq!(store.load_offsets("t", &[0]).await.expect("offsets").get(&0), Some(&5));
 }
 
 #[tokio::test]
@@ -81,7 +93,21 @@ async fn two_writers_racing_for_one_range_commit_once() {
         let fence = store::advance_offset(&mut b, "t", 3, 0, 50).await.expect("fence");
         (fence, b)
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until b really waits on the row lock (not a sleep that may be too short).
+    let start = std::time::Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .expect("pg_stat_activity");
+        if waiting == 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "b never waited on a's row lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     a.commit().await.expect("commit");
     let (fence, b) = b_fence.await.expect("join");
     assert_eq!(fence, Fence::Conflict { stored: 50 });
