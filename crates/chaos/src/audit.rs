@@ -55,7 +55,9 @@ pub fn dead_letter_markers(
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut last = -1;
     while last + 1 < high && std::time::Instant::now() < deadline {
-        let Some(Ok(m)) = c.poll(Duration::from_millis(200)) else { continue };
+        let Some(Ok(m)) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
         last = m.offset();
         let text = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
         let reason = m

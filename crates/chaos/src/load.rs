@@ -109,7 +109,9 @@ async fn send(client: &Client, url: &str, request: &Request, ledger: &Mutex<Ledg
         Err(e) if e.is_timeout() => ("timeout".to_owned(), None),
         Err(_) => ("connect".to_owned(), None),
     };
-    let Ok(mut l) = ledger.lock() else { return None };
+    let Ok(mut l) = ledger.lock() else {
+        return None;
+    };
     l.requests += 1;
     *l.statuses.entry(status.clone()).or_default() += 1;
     match status.as_str() {

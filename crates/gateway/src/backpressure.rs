@@ -240,7 +240,9 @@ impl RateLimiter {
 
     /// Takes `events` tokens from `client`'s bucket, or says how long until they are there.
     pub fn take(&self, client: &str, events: usize, now: Instant) -> Result<(), Duration> {
-        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
         let (tokens, last) = buckets.entry(client.to_owned()).or_insert((self.burst, now));
         let elapsed = now.saturating_duration_since(*last).as_secs_f64();
         *tokens = (*tokens + elapsed * self.rate).min(self.burst);

@@ -73,7 +73,9 @@ pub async fn watch(
         if last_ok != Some(ok) {
             match &result {
                 Ok(()) => tracing::info!(topic = %topic, "kafka is ready"),
-                Err(reason) => tracing::warn!(topic = %topic, %reason, "kafka is not ready; writes answer 503"),
+                Err(reason) => {
+                    tracing::warn!(topic = %topic, %reason, "kafka is not ready; writes answer 503")
+                }
             }
             last_ok = Some(ok);
         }

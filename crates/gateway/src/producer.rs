@@ -32,14 +32,26 @@ impl Outgoing {
     }
 }
 
+/// Room librdkafka's `message.max.bytes` leaves above an event's key and value: it checks
+/// key + value + the largest record framing (36 bytes; the gateway writes no headers) against
+/// it, and a record batch adds 61 bytes. A round kibibyte covers both with margin.
+pub const RECORD_OVERHEAD_BYTES: usize = 1024;
+
+/// The largest `--max-event-bytes`: librdkafka's `message.max.bytes` cannot exceed 10^9.
+pub const MAX_EVENT_BYTES: usize = 1_000_000_000 - RECORD_OVERHEAD_BYTES;
+
 /// Builds the producer: acks from every in-sync replica, idempotent, a short linger,
-/// compression, and a delivery timeout shorter than the HTTP request timeout.
+/// compression, a delivery timeout shorter than the HTTP request timeout, and a message size
+/// cap that lets every event of up to `max_event_bytes` (key + value) through.
 pub fn build(
     kafka: &KafkaArgs,
     produce_timeout: Duration,
     max_inflight_bytes: usize,
+    max_event_bytes: usize,
 ) -> Result<FutureProducer, KafkaError> {
     let timeout_ms = produce_timeout.as_millis().to_string();
+    let message_max_bytes =
+        max_event_bytes.saturating_add(RECORD_OVERHEAD_BYTES).clamp(1000, 1_000_000_000).to_string();
     // librdkafka's own queue cap is a backstop; the gateway's in-flight semaphore binds first.
     let queue_kbytes = (max_inflight_bytes.saturating_mul(2) / 1024).max(1024).to_string();
     kafka
@@ -51,6 +63,7 @@ pub fn build(
             ("message.timeout.ms", &timeout_ms),
             ("queue.buffering.max.kbytes", &queue_kbytes),
             ("queue.buffering.max.messages", "1000000"),
+            ("message.max.bytes", &message_max_bytes),
             // Same partition for a key as the Java client, so other producers agree with us.
             ("partitioner", "murmur2_random"),
             ("client.id", "sluice-gateway"),

@@ -126,7 +126,13 @@ pub struct Report {
 
 impl Report {
     pub fn new(config: &Config, seed: u64, stats: &Stats, timing: Timing) -> Self {
-        let per_s = |n: u64, seconds: f64| if seconds > 0.0 { round3(n as f64 / seconds) } else { 0.0 };
+        let per_s = |n: u64, seconds: f64| {
+            if seconds > 0.0 {
+                round3(n as f64 / seconds)
+            } else {
+                0.0
+            }
+        };
         let duration = timing.duration_s;
         let open = config.mode == Mode::Open;
         Self {

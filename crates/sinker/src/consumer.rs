@@ -68,7 +68,9 @@ pub struct SinkContext {
 
 impl ClientContext for SinkContext {
     fn stats(&self, statistics: Statistics) {
-        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
         if let Ok(mut map) = self.watermarks.lock() {
             for (partition, stats) in &topic.partitions {
                 if *partition >= 0 && stats.hi_offset >= 0 {
@@ -263,7 +265,9 @@ pub fn commit_sync(consumer: &SinkConsumer, topic: &str, offsets: &[(i32, i64)])
     }
     match consumer.commit(&tpl, CommitMode::Sync) {
         Ok(()) => tracing::debug!(?offsets, "committed offsets to kafka"),
-        Err(error) => tracing::warn!(%error, ?offsets, "kafka offset commit failed; the database keeps the position"),
+        Err(error) => {
+            tracing::warn!(%error, ?offsets, "kafka offset commit failed; the database keeps the position")
+        }
     }
 }
 

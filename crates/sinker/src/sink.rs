@@ -150,7 +150,9 @@ impl Dispatcher {
     async fn stop(&mut self, partitions: &[i32], lost: bool) -> Vec<(i32, i64)> {
         let mut replies = Vec::new();
         for partition in partitions {
-            let Some(worker) = self.workers.remove(partition) else { continue };
+            let Some(worker) = self.workers.remove(partition) else {
+                continue;
+            };
             if worker.paused {
                 self.shared.metrics.partitions_paused.dec();
             }
@@ -209,7 +211,9 @@ impl Dispatcher {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let watermarks = self.watermarks.lock().map(|m| m.clone()).unwrap_or_default();
         for (&partition, worker) in &self.workers {
-            let Some(&(low, high)) = watermarks.get(&partition) else { continue };
+            let Some(&(low, high)) = watermarks.get(&partition) else {
+                continue;
+            };
             // Nothing written yet and no stored offset: everything from the low watermark on
             // is unwritten (auto.offset.reset=earliest).
             let written = match worker.state.written.load(Ordering::SeqCst) {
