@@ -13,6 +13,7 @@ async fn the_gateway_refuses_options_that_weaken_acks_idempotence_or_the_deliver
         ("request.required.acks=0", "acks"),
         ("enable.idempotence=false", "enable.idempotence"),
         ("message.timeout.ms=300000", "message.timeout.ms"),
+        ("message.max.bytes=1000", "message.max.bytes"),
     ] {
         let mut gateway = env.gateway(&["--kafka-option", option]);
         let status = gateway.wait_exit(Duration::from_secs(30)).await;

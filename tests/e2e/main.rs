@@ -2,11 +2,14 @@
 //! (`make up`). All compile into this one binary (zero-to-production's layout).
 
 mod helpers;
+mod raw_http;
 
 mod backpressure;
 mod chaos;
 mod deploy_files;
 mod gateway;
+mod gateway_limits;
+mod gateway_slow_clients;
 mod guarantees;
 mod security;
 mod sinker;

@@ -40,7 +40,10 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/events", post(ingest::post_events))
+        .route(
+            "/v1/events",
+            post(ingest::post_events).fallback(|| async { ApiError::MethodNotAllowed { allow: "POST" } }),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -30,13 +30,16 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_MAX_BATCH_EVENTS", default_value_t = 1000)]
     pub max_batch_events: usize,
 
-    /// Largest single event as written to Kafka, in bytes (413 above it). Keep it below the
-    /// broker's and topic's message.max.bytes (1048588 by default).
+    /// Largest single event as written to Kafka (record key + JSON value), in bytes; 413 above
+    /// it. The producer's own message.max.bytes is set to this plus room for the record
+    /// framing; the broker's and the topic's limits (message.max.bytes, max.message.bytes)
+    /// must also allow it plus about 1 KiB.
     #[arg(long, env = "GATEWAY_MAX_EVENT_BYTES", default_value_t = 1_000_000)]
     pub max_event_bytes: usize,
 
-    /// How long a request may take in all; past it the client gets a 503 listing the ids
-    /// the broker did not confirm.
+    /// How long a request may take once its body has been read (validation, producing and the
+    /// broker's acknowledgements); past it the client gets a 503 listing the ids the broker did
+    /// not confirm. Upload time is bounded by --body-read-timeout instead.
     #[arg(long, env = "GATEWAY_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
@@ -49,6 +52,22 @@ pub struct Config {
     /// 503 at once instead of growing memory while the broker is slow.
     #[arg(long, env = "GATEWAY_MAX_INFLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_inflight_bytes: usize,
+
+    /// Longest a client may take to send a request's headers (counted from when the connection
+    /// is accepted, or from the previous response on a kept-alive connection); past it the
+    /// connection is closed. Also how long an idle kept-alive connection stays open.
+    #[arg(long, env = "GATEWAY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Longest a client may take to send a request's body, in all; past it the request gets a
+    /// 408 `request_timeout` and nothing is produced.
+    #[arg(long, env = "GATEWAY_BODY_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// Most connections served at once. Connections past it wait in the listen backlog (the
+    /// kernel holds them; nothing is read from them) until one closes.
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
 
     /// The sinkers' consumer group, whose lag drives backpressure.
     #[arg(long, env = "SINKER_GROUP", default_value = "sinker")]
@@ -105,6 +124,23 @@ impl Config {
         }
         if self.rate_limit < 0.0 || !self.rate_limit.is_finite() {
             return Err("--rate-limit must be a non-negative number of events per second".to_owned());
+        }
+        let day = Duration::from_secs(24 * 3600);
+        for (flag, value) in
+            [("--header-read-timeout", self.header_read_timeout), ("--body-read-timeout", self.body_read_timeout)]
+        {
+            if value.is_zero() || value > day {
+                return Err(format!("{flag} must be longer than 0s and at most 24h, got {value:?}"));
+            }
+        }
+        if self.max_connections == 0 || self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err("--max-connections must be at least 1".to_owned());
+        }
+        if self.max_event_bytes == 0 || self.max_event_bytes > crate::producer::MAX_EVENT_BYTES {
+            return Err(format!(
+                "--max-event-bytes must be between 1 and {} (librdkafka's message.max.bytes cap, less the record framing)",
+                crate::producer::MAX_EVENT_BYTES
+            ));
         }
         if self.max_batch_events == 0 {
             return Err("--max-batch-events must be at least 1".to_owned());

@@ -31,9 +31,10 @@ pub enum ApiError {
     Unauthorized,
     #[error("request body is larger than {limit} bytes; split it into smaller requests")]
     BodyTooLarge { limit: usize },
-    #[error("event is {size} bytes as written to Kafka, the limit is {limit}; make it smaller")]
+    #[error("event is {size} bytes as written to Kafka (key and JSON value), the limit is {limit}; make it smaller")]
     EventTooLarge { size: usize, limit: usize, at: Position },
-    #[error("request holds {count} events, the limit is {limit}; split it into smaller requests")]
+    /// `count` is where counting stopped (the limit plus one): the rest is never parsed.
+    #[error("request holds at least {count} events, the limit is {limit}; split it into smaller requests")]
     BatchTooLarge { count: usize, limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -49,6 +50,14 @@ pub enum ApiError {
     NotConfirmed { ids: Vec<Uuid>, total: usize },
     #[error("no such endpoint; see GET /openapi.json")]
     NotFound,
+    #[error("this endpoint takes only {allow}; see GET /openapi.json")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("the request body was not received within {} s; nothing was written, send it faster or in smaller requests", timeout.as_secs_f64())]
+    RequestTimeout { timeout: Duration },
+    #[error("the request body could not be read ({reason}); nothing was written, send it again")]
+    BodyReadFailed { reason: String },
+    #[error("the request's deadline passed before its events could be produced; nothing was written, retry later")]
+    DeadlineExceeded,
 }
 
 impl ApiError {
@@ -65,6 +74,10 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyReadFailed { .. } => StatusCode::BAD_REQUEST,
+            Self::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -85,6 +98,10 @@ impl ApiError {
             Self::Overloaded => "overloaded",
             Self::NotConfirmed { .. } => "not_confirmed",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::RequestTimeout { .. } => "request_timeout",
+            Self::BodyReadFailed { .. } => "body_read_failed",
+            Self::DeadlineExceeded => "deadline_exceeded",
         }
     }
 
@@ -99,7 +116,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Throttled { retry_after, .. } | Self::RateLimited { retry_after } => Some(*retry_after),
-            Self::KafkaUnavailable { .. } | Self::Overloaded | Self::NotConfirmed { .. } => {
+            Self::KafkaUnavailable { .. } | Self::Overloaded | Self::NotConfirmed { .. } | Self::DeadlineExceeded => {
                 Some(Duration::from_secs(1))
             }
             _ => None,
@@ -137,6 +154,9 @@ impl IntoResponse for ApiError {
         }
         if matches!(self, Self::Unauthorized) {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Self::MethodNotAllowed { allow } = &self {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         response
     }

@@ -3,9 +3,13 @@
 //!
 //! Invariant: a request answered 4xx produced nothing. Every check that can refuse a request
 //! runs before the first event is handed to the producer.
+//!
+//! Time: the body must arrive within `--body-read-timeout` (else 408); `--request-timeout`
+//! starts once it has, and covers validation, producing and the acknowledgements. Events are
+//! never handed to the producer after that deadline (503 `deadline_exceeded`, nothing written).
 
 use axum::{
-    body::{to_bytes, Body},
+    body::Body,
     extract::State,
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -18,14 +22,14 @@ use tokio::time::Instant;
 
 use crate::{
     app::AppState,
-    auth, body,
+    auth, body, body_read,
     error::{ApiError, Position},
     producer::{self, Outgoing},
 };
 
 pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, request_body: Body) -> Response {
     let started = Instant::now();
-    let response = match ingest(&state, &headers, request_body, started).await {
+    let response = match ingest(&state, &headers, request_body).await {
         Ok(response) => response,
         Err(error) => {
             if error.status().is_server_error() {
@@ -42,12 +46,7 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, requ
     response
 }
 
-async fn ingest(
-    state: &AppState,
-    headers: &HeaderMap,
-    request_body: Body,
-    started: Instant,
-) -> Result<Response, ApiError> {
+async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body) -> Result<Response, ApiError> {
     let config = &state.config;
     let Some(client) = auth::client(&config.api_keys, headers) else {
         return Err(ApiError::Unauthorized);
@@ -59,15 +58,17 @@ async fn ingest(
     let format = body::format(header_str(headers, header::CONTENT_TYPE))?;
     let encoding = header_str(headers, header::CONTENT_ENCODING);
     let limit = config.max_body_bytes;
-    let raw = to_bytes(request_body, limit).await.map_err(|_| ApiError::BodyTooLarge { limit })?;
+    let raw = body_read::read(request_body, headers, limit, config.body_read_timeout).await?;
+    // The deadline starts now: upload time is the body read timeout's business.
+    let deadline = Instant::now() + config.request_timeout;
     let decoded = body::decode_content(encoding, &raw, limit)?;
-    drop(raw);
-    let values = body::events(format, &decoded, config.max_batch_events)?;
-    drop(decoded);
+    let raws = body::events(format, &decoded, config.max_batch_events)?;
 
     let received_at = Utc::now();
-    let mut outgoing = Vec::with_capacity(values.len());
-    for (at, value) in values {
+    let mut outgoing = Vec::with_capacity(raws.len());
+    for (at, raw) in raws {
+        // One event's values at a time: parsed, validated, encoded, dropped.
+        let value = body::value(raw, at, config.max_event_bytes)?;
         let event = Event::from_api(value, received_at)
             .map_err(|e| ApiError::InvalidEvent { message: prefixed(at, &e.message), at })?;
         let record = Outgoing::new(&event);
@@ -75,6 +76,13 @@ async fn ingest(
             return Err(ApiError::EventTooLarge { size: record.size(), limit: config.max_event_bytes, at });
         }
         outgoing.push(record);
+    }
+    drop(decoded);
+    drop(raw);
+
+    // Nothing below waits: once this passes, the events reach the producer within the deadline.
+    if Instant::now() >= deadline {
+        return Err(ApiError::DeadlineExceeded);
     }
 
     if let Some(limiter) = &state.rate_limiter {
@@ -89,7 +97,6 @@ async fn ingest(
     let permits = u32::try_from(bytes).map_err(|_| ApiError::Overloaded)?;
     let _inflight = state.inflight.try_acquire_many(permits).map_err(|_| ApiError::Overloaded)?;
     state.metrics.inflight_bytes.add(bytes as i64);
-    let deadline = started + config.request_timeout;
     let unconfirmed =
         producer::produce_all(&state.producer, &config.kafka.topic, &outgoing, deadline, &state.metrics).await;
     state.metrics.inflight_bytes.sub(bytes as i64);

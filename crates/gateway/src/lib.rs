@@ -2,7 +2,8 @@
 //!
 //! - [`config`]: flags and environment;
 //! - [`app`]: the router and shared state;
-//! - [`ingest`]: `POST /v1/events`, with [`body`] (decoding) and [`auth`];
+//! - [`serve`]: the HTTP server, its timeouts and its connection cap;
+//! - [`ingest`]: `POST /v1/events`, with [`body_read`] (receiving), [`body`] (decoding) and [`auth`];
 //! - [`producer`]: produce and wait for acknowledgements;
 //! - [`health`]: readiness and the broker watcher; [`metrics`]; [`error`]: every error answer;
 //! - [`lag`]: the sinker group's lag from the broker; [`backpressure`]: 429s from it, and per-key rate limits.
@@ -11,6 +12,7 @@ pub mod app;
 pub mod auth;
 pub mod backpressure;
 pub mod body;
+pub mod body_read;
 pub mod config;
 pub mod error;
 pub mod health;
@@ -18,3 +20,4 @@ pub mod ingest;
 pub mod lag;
 pub mod metrics;
 pub mod producer;
+pub mod serve;

@@ -8,7 +8,7 @@ use gateway::{
     health::{self, Readiness},
     lag::LagReader,
     metrics::Metrics,
-    producer,
+    producer, serve,
 };
 use tokio::sync::Semaphore;
 
@@ -37,7 +37,8 @@ async fn main() -> ExitCode {
 async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %config.listen, brokers = %config.kafka.brokers, topic = %config.kafka.topic,
         api_keys = config.api_keys.len(), kafka_options = ?config.kafka.kafka_options, "gateway starting");
-    let producer = producer::build(&config.kafka, config.produce_timeout, config.max_inflight_bytes)?;
+    let producer =
+        producer::build(&config.kafka, config.produce_timeout, config.max_inflight_bytes, config.max_event_bytes)?;
     let metrics = Metrics::new();
     let readiness = Readiness::new_unchecked();
     let backpressure = Backpressure::new(config.lag_stale_after);
@@ -74,12 +75,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, app::router(state))
-        .with_graceful_shutdown(async {
-            let signal = sluice_core::shutdown::signal().await;
-            tracing::info!(signal, "shutting down: finishing requests in flight");
-        })
-        .await?;
+    let limits = serve::Limits {
+        header_read_timeout: config.header_read_timeout,
+        max_connections: config.max_connections,
+        shutdown_grace: config.body_read_timeout + config.request_timeout,
+    };
+    serve::serve(listener, app::router(state), limits, async {
+        let signal = sluice_core::shutdown::signal().await;
+        tracing::info!(signal, "shutting down: finishing requests in flight");
+    })
+    .await;
     watcher.abort();
     lag_watcher.abort();
     let flush = tokio::task::spawn_blocking(move || producer::flush(&producer, Duration::from_secs(10)));

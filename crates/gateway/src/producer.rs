@@ -35,12 +35,22 @@ impl Outgoing {
     }
 }
 
+/// Room librdkafka's `message.max.bytes` leaves above an event's key and value: it checks
+/// key + value + the largest record framing (36 bytes; the gateway writes no headers) against
+/// it, and a record batch adds 61 bytes. A round kibibyte covers both with margin.
+pub const RECORD_OVERHEAD_BYTES: usize = 1024;
+
+/// The largest `--max-event-bytes`: librdkafka's `message.max.bytes` cannot exceed 10^9.
+pub const MAX_EVENT_BYTES: usize = 1_000_000_000 - RECORD_OVERHEAD_BYTES;
+
 /// Builds the producer: acks from every in-sync replica, idempotent, a short linger,
-/// compression, and a delivery timeout shorter than the HTTP request timeout.
+/// compression, a delivery timeout shorter than the HTTP request timeout, and a message size
+/// cap that lets every event of up to `max_event_bytes` (key + value) through.
 pub fn build(
     kafka: &KafkaArgs,
     produce_timeout: Duration,
     max_inflight_bytes: usize,
+    max_event_bytes: usize,
 ) -> anyhow::Result<FutureProducer> {
     // librdkafka's own queue cap is a backstop; the gateway's in-flight semaphore binds first.
     let queue_kbytes = (max_inflight_bytes.saturating_mul(2) / 1024).max(1024).to_string();
@@ -55,14 +65,15 @@ pub fn build(
                 ("partitioner", "murmur2_random"),
                 ("client.id", "sluice-gateway"),
             ],
-            &guarantees(produce_timeout),
+            &guarantees(produce_timeout, max_event_bytes),
         )?
         .create()?;
     Ok(producer)
 }
 
 /// The producer settings a 202 rests on; `--kafka-option` cannot change them.
-pub fn guarantees(produce_timeout: Duration) -> Vec<Guarantee> {
+pub fn guarantees(produce_timeout: Duration, max_event_bytes: usize) -> Vec<Guarantee> {
+    let message_max_bytes = max_event_bytes.saturating_add(RECORD_OVERHEAD_BYTES).clamp(1000, 1_000_000_000);
     vec![
         Guarantee::new("acks", "all", "a 202 means every in-sync replica has the event"),
         Guarantee::new("enable.idempotence", "true", "a retried produce must not write an event twice or out of order"),
@@ -70,6 +81,11 @@ pub fn guarantees(produce_timeout: Duration) -> Vec<Guarantee> {
             "message.timeout.ms",
             produce_timeout.as_millis().to_string(),
             "every delivery must resolve before the request times out; set --produce-timeout instead",
+        ),
+        Guarantee::new(
+            "message.max.bytes",
+            message_max_bytes.to_string(),
+            "an event the gateway accepts must fit the producer's record limit; set --max-event-bytes instead",
         ),
     ]
 }

@@ -6,7 +6,7 @@
 //! - [`Event::from_wire`] (in `wire.rs`) accepts what any producer may write to the topic
 //!   (`id` and `type` required, unknown fields ignored).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, SubsecRound, TimeDelta, Timelike, Utc};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -15,6 +15,10 @@ use uuid::Uuid;
 pub const MAX_TYPE_CHARS: usize = 128;
 /// Longest `key`, in characters.
 pub const MAX_KEY_CHARS: usize = 256;
+/// The earliest timestamp an event may carry, in UTC.
+pub const MIN_TS: &str = "0001-01-01T00:00:00Z";
+/// The latest timestamp an event may carry, in UTC.
+pub const MAX_TS: &str = "9999-12-31T23:59:59.999999Z";
 /// Fields a client may send to the HTTP API.
 pub const API_FIELDS: [&str; 5] = ["id", "type", "key", "ts", "data"];
 
@@ -55,6 +59,8 @@ impl Event {
     /// Validates an event posted to the HTTP API. `received_at` is the gateway's clock; it is
     /// the default `ts`. A missing `id` becomes a fresh UUIDv7.
     pub fn from_api(value: Value, received_at: DateTime<Utc>) -> Result<Self, EventError> {
+        // What the row will hold: the table keeps microseconds.
+        let received_at = to_micros(received_at);
         let Value::Object(mut obj) = value else {
             return Err(EventError::whole(format!("an event must be a JSON object, got {}", json_kind(&value))));
         };
@@ -175,17 +181,43 @@ pub(crate) fn optional_timestamp(
 ) -> Result<Option<DateTime<Utc>>, EventError> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => DateTime::parse_from_rfc3339(&s).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
-            EventError::field(
-                field,
-                format!("`{field}` must be an RFC 3339 timestamp (e.g. 2026-01-31T12:00:00Z), got {s:?}"),
-            )
-        }),
+        Some(Value::String(s)) => {
+            let parsed = DateTime::parse_from_rfc3339(&s).map_err(|_| {
+                EventError::field(
+                    field,
+                    format!("`{field}` must be an RFC 3339 timestamp (e.g. 2026-01-31T12:00:00Z), got {s:?}"),
+                )
+            })?;
+            storable(parsed.with_timezone(&Utc)).map(Some).ok_or_else(|| {
+                EventError::field(
+                    field,
+                    format!("`{field}` must be between {MIN_TS} and {MAX_TS} once converted to UTC, got {s:?}"),
+                )
+            })
+        }
         Some(other) => Err(EventError::field(
             field,
             format!("`{field}` must be an RFC 3339 timestamp string, got {}", json_kind(&other)),
         )),
     }
+}
+
+/// A timestamp as the row stores it, or None when the wire format (a four-digit year) and
+/// PostgreSQL cannot both hold it: a leap second becomes the next second's start (as in
+/// PostgreSQL), digits past the microsecond are truncated (the table keeps microseconds), and
+/// the year, in UTC, must be 1 to 9999.
+pub fn storable(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let t = match t.nanosecond().checked_sub(1_000_000_000) {
+        Some(past_leap) => t.with_nanosecond(past_leap)?.checked_add_signed(TimeDelta::seconds(1))?,
+        None => t,
+    };
+    let t = to_micros(t);
+    (1..=9999).contains(&t.year()).then_some(t)
+}
+
+/// Truncates to whole microseconds.
+pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
 }
 
 fn check_no_nul(field: &'static str, s: &str) -> Result<(), EventError> {
@@ -318,6 +350,41 @@ mod tests {
             err.message,
             "`data` holds a NUL character (\\u0000) at $.a[1].b: PostgreSQL cannot store it; remove it"
         );
+    }
+
+    #[test]
+    fn timestamps_are_kept_to_what_the_row_and_the_wire_hold() {
+        let ts = |s: &str| {
+            Event::from_api(json!({"type": "t", "ts": s}), now())
+                .map(|e| e.ts.to_rfc3339_opts(SecondsFormat::Micros, true))
+        };
+        let accepted = [
+            ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000000Z"),
+            ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"),
+            // Past the microsecond: truncated, never rounded up (not even into year 10000).
+            ("9999-12-31T23:59:59.9999999999Z", "9999-12-31T23:59:59.999999Z"),
+            ("2026-01-01T00:00:00.1234567-00:00", "2026-01-01T00:00:00.123456Z"),
+            ("0001-01-01T23:59:00+23:59", "0001-01-01T00:00:00.000000Z"),
+            ("9999-12-31T00:00:00-23:59", "9999-12-31T23:59:00.000000Z"),
+            ("2024-02-29T23:30:00-01:00", "2024-03-01T00:30:00.000000Z"),
+            // A leap second is the next second's start, as PostgreSQL stores it.
+            ("2016-12-31T23:59:60.5Z", "2017-01-01T00:00:00.500000Z"),
+        ];
+        for (input, stored) in accepted {
+            assert_eq!(ts(input).as_deref(), Ok(stored), "{input}");
+        }
+        for refused in [
+            "9999-12-31T23:59:59-23:59",
+            "0000-01-01T00:00:00+01:00",
+            "0000-12-31T23:59:59.999999Z",
+            "9999-12-31T23:59:60Z",
+            "2023-02-29T00:00:00Z",
+        ] {
+            let err = ts(refused).expect_err(refused);
+            assert_eq!(err.field, Some("ts"), "{refused}");
+        }
+        let err = ts("9999-12-31T23:59:59-23:59").expect_err("year 10000");
+        assert_eq!(err.message, "`ts` must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z once converted to UTC, got \"9999-12-31T23:59:59-23:59\"");
     }
 
     #[test]

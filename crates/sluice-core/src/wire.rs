@@ -92,7 +92,7 @@ pub fn decode(
         Rejection::new(RejectReason::InvalidEvent, "missing field `id`: records on the topic need an id")
     })?;
     let fields = CommonFields::take(&mut obj).map_err(invalid)?;
-    let fallback = record_ts.unwrap_or(now);
+    let fallback = crate::event::to_micros(record_ts.unwrap_or(now));
     let received_at = optional_timestamp("received_at", obj.remove("received_at")).map_err(invalid)?;
     Ok(Event {
         id,
@@ -166,6 +166,76 @@ mod tests {
         fn any_json_decodes_to_a_row_or_a_dead_letter(value in json_value()) {
             let bytes = serde_json::to_vec(&value).unwrap_or_default();
             outcome_is_a_row_or_a_reasoned_rejection(Some(&bytes));
+        }
+    }
+
+    /// Timestamps as a client may write them, around and beyond the calendar's edges.
+    fn api_timestamp() -> impl Strategy<Value = String> {
+        let year = prop_oneof![Just(0i32), Just(1), Just(9999), Just(10000), 0i32..=10000];
+        let offset = prop_oneof![
+            Just("Z".to_owned()),
+            (any::<bool>(), 0u32..24, 0u32..60)
+                .prop_map(|(neg, h, m)| format!("{}{h:02}:{m:02}", if neg { '-' } else { '+' })),
+        ];
+        let fraction = prop_oneof![Just(String::new()), "[0-9]{1,12}".prop_map(|d| format!(".{d}"))];
+        (year, 1u32..=12, 1u32..=31, 0u32..24, 0u32..60, 0u32..=60, fraction, offset).prop_map(
+            |(y, mo, d, h, mi, s, frac, off)| format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{frac}{off}"),
+        )
+    }
+
+    fn api_event() -> impl Strategy<Value = serde_json::Value> {
+        (
+            prop_oneof![
+                Just(None),
+                Just(Some(json!("0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b"))),
+                Just(Some(json!("nope")))
+            ],
+            prop_oneof![".{0,140}".prop_map(|s| json!(s)), Just(json!(1))],
+            prop_oneof![Just(None), Just(Some(json!(null))), ".{0,260}".prop_map(|s| Some(json!(s)))],
+            prop_oneof![Just(None), api_timestamp().prop_map(|s| Some(json!(s)))],
+            prop_oneof![Just(None), json_value().prop_map(Some)],
+        )
+            .prop_map(|(id, ty, key, ts, data)| {
+                let mut obj = serde_json::Map::new();
+                obj.insert("type".into(), ty);
+                for (name, value) in [("id", id), ("key", key), ("ts", ts), ("data", data)] {
+                    if let Some(value) = value {
+                        obj.insert(name.into(), value);
+                    }
+                }
+                serde_json::Value::Object(obj)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+        /// Every event the API accepts is written as a record the sinker reads back as the
+        /// same row: no 202 ends in the dead letters.
+        #[test]
+        fn every_accepted_event_decodes_to_the_same_row(value in api_event(), secs in -62_135_596_800i64..253_402_300_799, nanos in 0u32..1_000_000_000) {
+            let received_at = DateTime::from_timestamp(secs, nanos).unwrap_or_default();
+            if let Ok(event) = Event::from_api(value, received_at) {
+                let (key, record) = encode(&event);
+                prop_assert_eq!(&key, &event.partition_key());
+                let later = t("2030-01-01T00:00:00Z");
+                let back = decode(Some(&record), Some(later), later, usize::MAX);
+                prop_assert_eq!(back, Ok(event));
+            }
+        }
+    }
+
+    #[test]
+    fn the_calendar_edges_round_trip() {
+        for ts in [
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999Z",
+            "2024-02-29T12:00:00+23:59",
+            "0001-01-01T23:59:00+23:59",
+            "9999-12-31T00:00:00.1234567-23:59",
+        ] {
+            let event = Event::from_api(json!({"type": "t", "ts": ts}), t("9999-12-31T23:59:59.999999999Z")).expect(ts);
+            let (_, record) = encode(&event);
+            assert_eq!(decode(Some(&record), None, t("2030-01-01T00:00:00Z"), 1 << 20), Ok(event), "{ts}");
         }
     }
 
