@@ -7,6 +7,7 @@ mod backpressure;
 mod chaos;
 mod deploy_files;
 mod gateway;
+mod gateway_backpressure;
 mod security;
 mod sinker;
 mod skeleton;

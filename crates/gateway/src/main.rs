@@ -3,12 +3,14 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use clap::Parser;
 use gateway::{
     app::{self, AppState},
-    backpressure::{self, Backpressure, RateLimiter, Throttle},
+    backpressure::{self, Backpressure, Throttle},
     config::Config,
     health::{self, Readiness},
     lag::LagReader,
     metrics::Metrics,
     producer,
+    rate_limit::RateLimiter,
+    tasks::Background,
 };
 use tokio::sync::Semaphore;
 
@@ -48,13 +50,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         &config.sinker_group,
         config.lag_interval.max(std::time::Duration::from_secs(1)) * 2,
     )?;
-    let lag_watcher = tokio::spawn(backpressure::watch(
-        lag_reader,
-        Throttle::new(config.lag_throttle, config.lag_resume()),
-        backpressure.clone(),
-        metrics.clone(),
-        config.lag_interval,
-    ));
+    let mut background = Background::default();
+    background.spawn(
+        "lag watcher",
+        backpressure::watch(
+            lag_reader,
+            Throttle::new(config.lag_throttle, config.lag_resume()),
+            backpressure.clone(),
+            metrics.clone(),
+            config.lag_interval,
+        ),
+    );
     let state = AppState {
         config: Arc::new(config.clone()),
         producer: producer.clone(),
@@ -64,26 +70,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
         backpressure,
         rate_limiter,
     };
-    let watcher = tokio::spawn(health::watch(
-        producer.clone(),
-        config.kafka.topic.clone(),
-        readiness,
-        metrics,
-        Duration::from_secs(1),
-    ));
+    background.spawn(
+        "readiness watcher",
+        health::watch(producer.clone(), config.kafka.topic.clone(), readiness, metrics, Duration::from_secs(1)),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, app::router(state))
-        .with_graceful_shutdown(async {
-            let signal = sluice_core::shutdown::signal().await;
-            tracing::info!(signal, "shutting down: finishing requests in flight");
-        })
-        .await?;
-    watcher.abort();
-    lag_watcher.abort();
+    let serve = axum::serve(listener, app::router(state)).with_graceful_shutdown(async {
+        let signal = sluice_core::shutdown::signal().await;
+        tracing::info!(signal, "shutting down: finishing requests in flight");
+    });
+    // A background task that ends takes the process down with it (see `tasks`): never half alive.
+    let outcome = tokio::select! {
+        served = serve => served.map_err(anyhow::Error::from),
+        error = background.first_exit() => Err(error),
+    };
+    background.abort_all();
     let flush = tokio::task::spawn_blocking(move || producer::flush(&producer, Duration::from_secs(10)));
     flush.await?;
+    outcome?;
     tracing::info!("gateway stopped cleanly");
     Ok(())
 }

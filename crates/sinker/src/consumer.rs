@@ -233,6 +233,10 @@ impl SinkContext {
                         return false;
                     }
                     event = back;
+                    #[allow(
+                        clippy::disallowed_methods,
+                        reason = "runs on the poll thread, a plain thread outside the runtime"
+                    )]
                     thread::sleep(Duration::from_millis(2));
                 }
             }
@@ -269,13 +273,15 @@ pub fn commit_sync(consumer: &SinkConsumer, topic: &str, offsets: &[(i32, i64)])
 
 /// The poll loop. Runs on its own thread until `stop` is set or the dispatcher is gone, then
 /// leaves the group (the consumer is closed when the last reference drops).
+#[allow(clippy::needless_pass_by_value, reason = "the thread owns its references for as long as it runs")]
 pub fn poll_loop(consumer: Arc<SinkConsumer>, stop: Arc<AtomicBool>) {
     let context = consumer.context().clone();
     while !stop.load(Ordering::SeqCst) {
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(message)) => {
-                if !context.send(PollEvent::Message(message.detach())) {
+                let delivered = context.send(PollEvent::Message(message.detach()));
+                if !delivered {
                     break;
                 }
             }
