@@ -11,11 +11,12 @@ SINKER_METRICS_LISTEN ?= 127.0.0.1:9091
 # End-to-end tests start processes and brokers; a few at a time suits a 2-core machine.
 E2E_THREADS  ?= 3
 
-.PHONY: help up down status build run test test-unit test-e2e promtool chaos bench
+.PHONY: help up down status build run test lint test-unit test-e2e promtool chaos bench
 
 help:
 	@echo "make run     stack up, migrations applied, gateway + sinker in the foreground"
-	@echo "make test    stack up, then the whole test suite (unit + end-to-end)"
+	@echo "make test    fmt and clippy checks, stack up, then the whole test suite (unit + end-to-end)"
+	@echo "make lint    cargo fmt --check and cargo clippy -D warnings only"
 	@echo "make chaos   the long fault-injection run with exact accounting"
 	@echo "make bench   the benchmark suite; writes bench/results/<date>/ and BENCHMARKS.md"
 	@echo "make up | down | status   the local Kafka + PostgreSQL stack"
@@ -59,9 +60,14 @@ promtool:
 	  echo "installing promtool (Debian package prometheus)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-test: up build promtool
+# Formatting and lints first (rustfmt.toml, clippy.toml): a failure there stops before the tests.
+test: lint up build promtool
 	@eval "$$($(STACK) env)"; export DATABASE_URL KAFKA_BROKERS; \
 	$(CARGO) test --workspace -- --test-threads=$(E2E_THREADS)
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The long chaos run (about 12 minutes): faults over and over under load, then exact accounting.
 # It starts its own private Kafka and PostgreSQL; CHAOS_SEED=<n> replays a run.

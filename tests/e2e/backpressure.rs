@@ -88,6 +88,7 @@ async fn lagging_sinkers_throttle_writes_until_they_catch_up() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::print_stdout, reason = "a measurement for the test output (cargo test -- --nocapture)")]
 async fn the_gateway_measures_lag_exactly_over_many_partitions() {
     let env = TestEnv::new(128).await;
     let mut gateway = env.gateway(&["--sinker-group", &env.group, "--lag-interval", "200ms"]);

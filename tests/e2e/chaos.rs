@@ -8,6 +8,7 @@ use chaos::{schedule::Profile, Options};
 use crate::helpers::bin_dir;
 
 #[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::print_stdout, reason = "the seed, which the test harness shows when the test fails")]
 async fn a_short_chaos_run_loses_nothing_and_duplicates_nothing() {
     let seed = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     println!("chaos seed {seed} (replay: CHAOS_SEED={seed} cargo test --test e2e chaos)");

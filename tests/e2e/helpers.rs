@@ -293,7 +293,7 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
             }
         }
         assert!(start.elapsed() < Duration::from_secs(30), "topic {topic} never became ready");
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

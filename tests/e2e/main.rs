@@ -8,6 +8,7 @@ mod backpressure;
 mod chaos;
 mod deploy_files;
 mod gateway;
+mod gateway_backpressure;
 mod gateway_limits;
 mod gateway_slow_clients;
 mod guarantees;

@@ -234,8 +234,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         ),
     );
 
-    let ledger = ledger.lock().map_err(|_| anyhow::anyhow!("ledger poisoned"))?;
     let (rows, stored) = audit::stored_ids(&pool).await?;
+    let ledger = ledger.lock().map_err(|_| anyhow::anyhow!("ledger poisoned"))?;
     report.say(format!(
         "requests {} (retries {}), statuses {:?}; ids accepted {}, refused {}, uncertain {}, duplicate resends {}; rows {}",
         ledger.requests, ledger.retries, sorted(&ledger.statuses), ledger.accepted.len(), ledger.refused.len(), ledger.uncertain.len(), ledger.duplicate_resends, rows

@@ -10,20 +10,14 @@ use axum::{
     Json, Router,
 };
 use rdkafka::producer::{FutureProducer, Producer};
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::Semaphore;
+use utoipa::ToSchema;
 
 use crate::{
-    backpressure::{Backpressure, RateLimiter},
-    config::Config,
-    error::ApiError,
-    health::Readiness,
-    ingest,
-    metrics::Metrics,
+    backpressure::Backpressure, config::Config, error::ApiError, health::Readiness, ingest, metrics::Metrics, openapi,
+    rate_limit::RateLimiter,
 };
-
-/// The OpenAPI description of this service, served at `GET /openapi.json`.
-pub const OPENAPI: &str = include_str!("../openapi.json");
 
 #[derive(Clone)]
 pub struct AppState {
@@ -54,27 +48,79 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// The body of `/healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    status: &'static str,
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
-    let mut body = match state.readiness.get() {
-        Ok(()) => json!({"status": "ready"}),
-        Err(reason) => json!({"status": "not_ready", "reason": reason}),
+/// The body of `/readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    pub status: ReadyStatus,
+    /// Why the gateway is not ready (with `not_ready`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The sinker group's lag as the gateway last measured it. Absent before the first check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<LagState>,
+    /// Whether writes are answered 429 `throttled` now; present when the lag is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStatus {
+    /// The broker answers and the topic has a leader for every partition (200).
+    Ready,
+    /// Writes would fail; `reason` says why (503).
+    NotReady,
+}
+
+/// Lag in records, or (a sentence) why it is unknown: unknown lag does not make the gateway
+/// unready and does not throttle writes.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LagState {
+    Records(u64),
+    Unknown(String),
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive.", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the broker answers and the topic exists; also says the consumer lag.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Ready.", body = Ready),
+    (status = 503, description = "Not ready; `reason` says why.", body = Ready),
+))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let (status, reason) = match state.readiness.get() {
+        Ok(()) => (ReadyStatus::Ready, None),
+        Err(reason) => (ReadyStatus::NotReady, Some(reason)),
     };
+    let mut body = Ready { status, reason, lag: None, throttled: None };
     // Unknown lag does not make the gateway unready (writes still work), but it is explained.
-    if let Some(lag) = state.backpressure.stale_reason() {
-        body["lag"] = json!(lag);
+    if let Some(unknown) = state.backpressure.stale_reason() {
+        body.lag = Some(LagState::Unknown(unknown));
     } else if let Some(lag) = state.backpressure.view().lag {
-        body["lag"] = json!(lag);
-        body["throttled"] = json!(state.backpressure.check().is_some());
+        body.lag = Some(LagState::Records(lag));
+        body.throttled = Some(state.backpressure.check().is_some());
     }
-    let status = if body["status"] == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(body)).into_response()
+    let code = if body.status == ReadyStatus::Ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics, text format.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "Metrics (Prometheus text format).", body = String, content_type = "text/plain"),
+))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.producer_queue.set(i64::from(state.producer.in_flight_count()));
     (
         [(header::CONTENT_TYPE, sluice_core::metrics::CONTENT_TYPE)],
@@ -83,6 +129,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+/// This document (OpenAPI 3.1), generated from the code.
+#[utoipa::path(get, path = "/openapi.json", tag = "health", responses(
+    (status = 200, description = "The OpenAPI document.", body = Object),
+))]
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi::DOCUMENT.as_str()).into_response()
 }

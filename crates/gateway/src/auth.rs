@@ -1,29 +1,44 @@
 //! Bearer-token authentication for the write endpoint.
 
+use std::fmt;
+
 use axum::http::{header, HeaderMap};
 use subtle::ConstantTimeEq;
 
 use crate::config::ApiKey;
 
-/// The name of the client the request authenticates as, or `None` when it may not write.
-/// With no keys configured every request may, as client "anonymous"; otherwise the client is
-/// "key-<n>", the position of its key in --api-keys (so keys never travel further).
+/// Who a request authenticates as: the rate-limit bucket it draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Client {
+    /// No API keys are configured: every request is this one client.
+    Anonymous,
+    /// The key at this position in --api-keys (so keys themselves never travel further).
+    Key(usize),
+}
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Anonymous => f.write_str("anonymous"),
+            Self::Key(i) => write!(f, "key-{i}"),
+        }
+    }
+}
+
+/// The client the request authenticates as, or `None` when it may not write. With no keys
+/// configured every request may, as [`Client::Anonymous`].
 ///
 /// Every configured key is compared, each in constant time, so the answer's timing does not
 /// say which key (or which prefix) was close.
-pub fn client(keys: &[ApiKey], headers: &HeaderMap) -> Option<&'static str> {
-    const NAMES: [&str; 16] = [
-        "key-0", "key-1", "key-2", "key-3", "key-4", "key-5", "key-6", "key-7", "key-8", "key-9", "key-10", "key-11",
-        "key-12", "key-13", "key-14", "key-15+",
-    ];
+pub fn client(keys: &[ApiKey], headers: &HeaderMap) -> Option<Client> {
     if keys.is_empty() {
-        return Some("anonymous");
+        return Some(Client::Anonymous);
     }
     let token = bearer(headers).unwrap_or("");
     let mut matched = None;
     for (i, key) in keys.iter().enumerate() {
         if bool::from(key.0.as_bytes().ct_eq(token.as_bytes())) {
-            matched = Some(NAMES[i.min(NAMES.len() - 1)]);
+            matched = Some(Client::Key(i));
         }
     }
     matched
@@ -63,7 +78,19 @@ mod tests {
         assert!(!allowed(&keys, &headers(Some("Basic k1"))));
         assert!(!allowed(&keys, &headers(Some("Bearer "))));
         assert!(!allowed(&keys, &headers(None)));
-        assert_eq!(client(&keys, &headers(Some("Bearer k2"))), Some("key-1"));
-        assert_eq!(client(&[], &headers(None)), Some("anonymous"));
+        assert_eq!(client(&keys, &headers(Some("Bearer k2"))), Some(Client::Key(1)));
+        assert_eq!(client(&[], &headers(None)), Some(Client::Anonymous));
+        assert_eq!(Client::Key(1).to_string(), "key-1");
+    }
+
+    #[test]
+    fn every_key_is_its_own_client() {
+        let keys: Vec<ApiKey> = (0..40).map(|i| ApiKey(format!("key-{i}"))).collect();
+        for i in 0..40 {
+            let value = HeaderValue::from_str(&format!("Bearer key-{i}")).expect("header");
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, value);
+            assert_eq!(client(&keys, &h), Some(Client::Key(i)), "key {i}");
+        }
     }
 }

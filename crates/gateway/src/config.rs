@@ -5,6 +5,8 @@ use std::{fmt, net::SocketAddr, time::Duration};
 use clap::Parser;
 use sluice_core::{kafka::KafkaArgs, telemetry::LogArgs};
 
+use crate::producer;
+
 /// sluice gateway: validates events posted over HTTP and produces them to Kafka, answering
 /// 202 only after the broker acknowledged every event of the request (acks=all).
 #[derive(Parser, Debug, Clone)]
@@ -81,7 +83,8 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_LAG_THROTTLE", default_value_t = 50_000)]
     pub lag_throttle: u64,
 
-    /// Lag below which writes are accepted again. Default: 80% of --lag-throttle.
+    /// Lag at or below which writes are accepted again (0: once the sinkers caught up
+    /// completely). Default: 80% of --lag-throttle.
     #[arg(long, env = "GATEWAY_LAG_RESUME")]
     pub lag_resume: Option<u64>,
 
@@ -108,6 +111,13 @@ impl Config {
         self.lag_resume.unwrap_or(self.lag_throttle / 5 * 4)
     }
 
+    /// The most bytes one request's records can take as written to Kafka (what it holds of
+    /// --max-inflight-bytes): its body plus each event's record overhead. Numbers that
+    /// re-encode longer (`1e9`) can exceed it; such a rare request is refused with 413.
+    pub fn largest_request_bytes(&self) -> usize {
+        self.max_body_bytes.saturating_add(self.max_batch_events.saturating_mul(producer::RECORD_OVERHEAD))
+    }
+
     /// Checks what clap cannot: relations between settings.
     pub fn validate(&self) -> Result<(), String> {
         if self.produce_timeout >= self.request_timeout {
@@ -116,8 +126,24 @@ impl Config {
                 self.produce_timeout, self.request_timeout
             ));
         }
+        if self.produce_timeout < Duration::from_millis(1) {
+            return Err(format!(
+                "--produce-timeout ({:?}) must be at least 1ms: librdkafka counts message.timeout.ms in whole milliseconds and 0 means no timeout",
+                self.produce_timeout
+            ));
+        }
+        if self.lag_interval.is_zero() {
+            return Err("--lag-interval must be longer than 0s; 1s is a good value".to_owned());
+        }
         if self.max_event_bytes > self.max_inflight_bytes {
-            return Err("--max-event-bytes must not exceed --max-inflight-bytes".to_owned());
+            return Err("--max-event-bytes must not exceed --max-inflight-bytes: such an event could never be produced; raise the second or lower the first".to_owned());
+        }
+        let largest_request = self.largest_request_bytes();
+        if largest_request > self.max_inflight_bytes {
+            return Err(format!(
+                "--max-inflight-bytes ({}) is smaller than the largest request allowed: --max-body-bytes ({}) plus about {} bytes of record overhead for each of --max-batch-events ({}), {largest_request} in all; such a request could never be produced: raise --max-inflight-bytes or lower the others",
+                self.max_inflight_bytes, self.max_body_bytes, producer::RECORD_OVERHEAD, self.max_batch_events
+            ));
         }
         if self.lag_throttle > 0 && self.lag_resume() > self.lag_throttle {
             return Err("--lag-resume must not exceed --lag-throttle".to_owned());

@@ -7,7 +7,9 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// Where in the request an offending event stands.
@@ -19,7 +21,17 @@ pub enum Position {
     Line(usize),
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Placeholder for [`ApiError::all`]'s examples.
+impl Default for Position {
+    fn default() -> Self {
+        Self::Index(0)
+    }
+}
+
+/// Every error answer. The OpenAPI document lists every variant (through [`ApiError::all`]),
+/// with its status, code and headers: a new variant is documented without further work (its
+/// fields need a `Default`, for the placeholder example).
+#[derive(Debug, thiserror::Error, strum::EnumIter)]
 pub enum ApiError {
     #[error("{message}")]
     InvalidJson { message: String, at: Option<Position> },
@@ -61,6 +73,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// One of each variant, with placeholder fields: what the OpenAPI document is built from.
+    pub fn all() -> impl Iterator<Item = ApiError> {
+        <Self as strum::IntoEnumIterator>::iter()
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidJson { .. } | Self::InvalidEvent { .. } | Self::EmptyBatch => StatusCode::BAD_REQUEST,
@@ -113,7 +130,7 @@ impl ApiError {
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Throttled { retry_after, .. } | Self::RateLimited { retry_after } => Some(*retry_after),
             Self::KafkaUnavailable { .. } | Self::Overloaded | Self::NotConfirmed { .. } | Self::DeadlineExceeded => {
@@ -142,6 +159,29 @@ impl ApiError {
         }
         json!({ "error": error })
     }
+}
+
+/// The body of every error answer (the schema in the OpenAPI document; see `body`).
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// The stable, machine-readable code.
+    pub code: String,
+    /// What went wrong and what to do; lowercase.
+    pub message: String,
+    /// Index of the offending event in a JSON body (0 for a single object).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// Line of the offending event in an NDJSON body, from 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// `not_confirmed`: the ids the broker did not confirm (resend them, or the whole request).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<Uuid>>,
 }
 
 impl IntoResponse for ApiError {

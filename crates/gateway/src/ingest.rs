@@ -16,17 +16,48 @@ use axum::{
     Json,
 };
 use chrono::Utc;
-use serde_json::json;
+use serde::Serialize;
 use sluice_core::Event;
 use tokio::time::Instant;
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::{
     app::AppState,
     auth, body, body_read,
     error::{ApiError, Position},
+    inflight::InflightGuard,
     producer::{self, Outgoing},
 };
 
+/// The body of a 202: every event of the request was acknowledged by the broker.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    /// How many events the request held.
+    pub accepted: usize,
+    /// Their ids, in request order (generated where the event had none).
+    pub ids: Vec<Uuid>,
+}
+
+/// Ingest events: one event object, a JSON array of events, or NDJSON (one event per line).
+/// `Content-Encoding: gzip` is accepted; the decompressed size is capped by --max-body-bytes.
+/// Validation is all-or-nothing per request. Retrying with the same ids is always safe:
+/// duplicates are dropped at the database.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    request_body(
+        description = "Events, as JSON (one or an array) or NDJSON (one per line; blank lines are skipped).",
+        content(
+            (crate::openapi::EventsBody = "application/json"),
+            (String = "application/x-ndjson"),
+        ),
+    ),
+    params(("Content-Encoding" = Option<String>, Header, description = "`gzip` or `identity`.")),
+    responses((status = 202, description = "Every event was acknowledged by the broker (acks=all).", body = Accepted)),
+    security((), ("bearer" = [])),
+)]
 pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, request_body: Body) -> Response {
     let started = Instant::now();
     let response = match ingest(&state, &headers, request_body).await {
@@ -85,28 +116,32 @@ async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body) -> Re
         return Err(ApiError::DeadlineExceeded);
     }
 
+    // Checked after validation so a bad request learns about its own mistakes first.
+    state.readiness.get().map_err(|reason| ApiError::KafkaUnavailable { reason })?;
+    let bytes: usize = outgoing.iter().map(Outgoing::size).sum();
+    if bytes > config.max_inflight_bytes {
+        // Only when re-encoding grew the events past the whole cap: it would never fit.
+        return Err(ApiError::BodyTooLarge { limit: config.max_inflight_bytes });
+    }
+    let inflight = InflightGuard::try_acquire(&state.inflight, bytes, &state.metrics.inflight_bytes)
+        .ok_or(ApiError::Overloaded)?;
+    // Tokens last: a request refused for any other reason costs its client nothing.
     if let Some(limiter) = &state.rate_limiter {
-        if let Err(retry_after) = limiter.take(client, outgoing.len(), Instant::now()) {
+        if let Err(retry_after) = limiter.take(&client, outgoing.len(), Instant::now()) {
             state.metrics.throttled_requests.with_label_values(&["rate_limit"]).inc();
             return Err(ApiError::RateLimited { retry_after });
         }
     }
-    // Checked after validation so a bad request learns about its own mistakes first.
-    state.readiness.get().map_err(|reason| ApiError::KafkaUnavailable { reason })?;
-    let bytes: usize = outgoing.iter().map(Outgoing::size).sum();
-    let permits = u32::try_from(bytes).map_err(|_| ApiError::Overloaded)?;
-    let _inflight = state.inflight.try_acquire_many(permits).map_err(|_| ApiError::Overloaded)?;
-    state.metrics.inflight_bytes.add(bytes as i64);
     let unconfirmed =
-        producer::produce_all(&state.producer, &config.kafka.topic, &outgoing, deadline, &state.metrics).await;
-    state.metrics.inflight_bytes.sub(bytes as i64);
+        producer::produce_all(&state.producer, &config.kafka.topic, &outgoing, deadline, &state.metrics, inflight)
+            .await;
 
     if !unconfirmed.is_empty() {
         return Err(ApiError::NotConfirmed { ids: unconfirmed, total: outgoing.len() });
     }
     state.metrics.events_accepted.inc_by(outgoing.len() as u64);
-    let ids: Vec<_> = outgoing.iter().map(|o| o.id).collect();
-    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": ids.len(), "ids": ids}))).into_response())
+    let ids: Vec<Uuid> = outgoing.iter().map(|o| o.id).collect();
+    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: ids.len(), ids })).into_response())
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {

@@ -6,7 +6,10 @@
 //! - [`ingest`]: `POST /v1/events`, with [`body_read`] (receiving), [`body`] (decoding) and [`auth`];
 //! - [`producer`]: produce and wait for acknowledgements;
 //! - [`health`]: readiness and the broker watcher; [`metrics`]; [`error`]: every error answer;
-//! - [`lag`]: the sinker group's lag from the broker; [`backpressure`]: 429s from it, and per-key rate limits.
+//! - [`openapi`]: the OpenAPI document, generated from the handlers, types and errors;
+//! - [`lag`]: the sinker group's lag from the broker; [`backpressure`]: 429s from it;
+//!   [`rate_limit`]: per-key rate limits; [`inflight`]: the in-flight cap's guard;
+//! - [`tasks`]: background tasks that take the process down if they stop; [`log_limit`].
 
 pub mod app;
 pub mod auth;
@@ -16,8 +19,13 @@ pub mod body_read;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod inflight;
 pub mod ingest;
 pub mod lag;
+pub mod log_limit;
 pub mod metrics;
+pub mod openapi;
 pub mod producer;
+pub mod rate_limit;
 pub mod serve;
+pub mod tasks;

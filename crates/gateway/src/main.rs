@@ -3,12 +3,15 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use clap::Parser;
 use gateway::{
     app::{self, AppState},
-    backpressure::{self, Backpressure, RateLimiter, Throttle},
+    backpressure::{self, Backpressure, Throttle},
     config::Config,
     health::{self, Readiness},
     lag::LagReader,
     metrics::Metrics,
-    producer, serve,
+    producer,
+    rate_limit::RateLimiter,
+    serve,
+    tasks::Background,
 };
 use tokio::sync::Semaphore;
 
@@ -49,13 +52,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         &config.sinker_group,
         config.lag_interval.max(std::time::Duration::from_secs(1)) * 2,
     )?;
-    let lag_watcher = tokio::spawn(backpressure::watch(
-        lag_reader,
-        Throttle::new(config.lag_throttle, config.lag_resume()),
-        backpressure.clone(),
-        metrics.clone(),
-        config.lag_interval,
-    ));
+    let mut background = Background::default();
+    background.spawn(
+        "lag watcher",
+        backpressure::watch(
+            lag_reader,
+            Throttle::new(config.lag_throttle, config.lag_resume()),
+            backpressure.clone(),
+            metrics.clone(),
+            config.lag_interval,
+        ),
+    );
     let state = AppState {
         config: Arc::new(config.clone()),
         producer: producer.clone(),
@@ -65,13 +72,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         backpressure,
         rate_limiter,
     };
-    let watcher = tokio::spawn(health::watch(
-        producer.clone(),
-        config.kafka.topic.clone(),
-        readiness,
-        metrics,
-        Duration::from_secs(1),
-    ));
+    background.spawn(
+        "readiness watcher",
+        health::watch(producer.clone(), config.kafka.topic.clone(), readiness, metrics, Duration::from_secs(1)),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
@@ -80,15 +84,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
         max_connections: config.max_connections,
         shutdown_grace: config.body_read_timeout + config.request_timeout,
     };
-    serve::serve(listener, app::router(state), limits, async {
-        let signal = sluice_core::shutdown::signal().await;
-        tracing::info!(signal, "shutting down: finishing requests in flight");
-    })
-    .await;
-    watcher.abort();
-    lag_watcher.abort();
+    // A background task that ends takes the process down with it (see `tasks`): never half
+    // alive. It shuts the server down like a signal does, then the process exits non-zero.
+    let mut failure = None;
+    let stop = async {
+        tokio::select! {
+            signal = sluice_core::shutdown::signal() => {
+                tracing::info!(signal, "shutting down: finishing requests in flight");
+            }
+            error = background.first_exit() => {
+                tracing::error!(error = format!("{error:#}"), "shutting down: a background task stopped");
+                failure = Some(error);
+            }
+        }
+    };
+    serve::serve(listener, app::router(state), limits, stop).await;
+    background.abort_all();
     let flush = tokio::task::spawn_blocking(move || producer::flush(&producer, Duration::from_secs(10)));
     flush.await?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
     tracing::info!("gateway stopped cleanly");
     Ok(())
 }

@@ -30,6 +30,12 @@ pub struct Metrics {
     pub throttled_requests: IntCounterVec,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();

@@ -12,10 +12,10 @@ use sluice_core::{
     kafka::{Guarantee, KafkaArgs},
     Event,
 };
-use tokio::time::Instant;
+use tokio::{sync::oneshot, time::Instant};
 use uuid::Uuid;
 
-use crate::metrics::Metrics;
+use crate::{inflight::InflightGuard, log_limit::LogLimit, metrics::Metrics};
 
 /// An event ready to produce: its id and its record.
 pub struct Outgoing {
@@ -42,6 +42,12 @@ pub const RECORD_OVERHEAD_BYTES: usize = 1024;
 
 /// The largest `--max-event-bytes`: librdkafka's `message.max.bytes` cannot exceed 10^9.
 pub const MAX_EVENT_BYTES: usize = 1_000_000_000 - RECORD_OVERHEAD_BYTES;
+
+/// The most bytes a record adds to its event as posted: the id (as field and as record key),
+/// `ts` and `received_at` with microseconds, `data` when absent, and the `key` sent twice
+/// (field and record key). Numbers written shorter than serde_json writes them (`1e9`) can add
+/// more; see `Config::largest_request_bytes`.
+pub const RECORD_OVERHEAD: usize = 4 * sluice_core::event::MAX_KEY_CHARS + 256;
 
 /// Builds the producer: acks from every in-sync replica, idempotent, a short linger,
 /// compression, a delivery timeout shorter than the HTTP request timeout, and a message size
@@ -90,17 +96,30 @@ pub fn guarantees(produce_timeout: Duration, max_event_bytes: usize) -> Vec<Guar
     ]
 }
 
+/// Warnings about events kafka refused or did not confirm: one line per request (with a
+/// count), and at most one such line per this period (with the count of those skipped).
+const WARN_EVERY: Duration = Duration::from_secs(10);
+static ENQUEUE_WARNINGS: LogLimit = LogLimit::new(WARN_EVERY);
+static DELIVERY_WARNINGS: LogLimit = LogLimit::new(WARN_EVERY);
+
 /// Produces every event and waits, until `deadline` at the latest, for the broker to confirm
 /// them. Returns the ids that were NOT confirmed (empty: all of them were).
+///
+/// The delivery futures and `inflight` go to a task of their own, which ends when every
+/// delivery resolved (librdkafka resolves each within `message.timeout.ms`): if this future
+/// is dropped (the client left) or the deadline passes, the bytes stay counted, in the cap and
+/// in the gauge, for exactly as long as librdkafka holds the records.
 pub async fn produce_all(
     producer: &FutureProducer,
     topic: &str,
     events: &[Outgoing],
     deadline: Instant,
     metrics: &Metrics,
+    inflight: InflightGuard,
 ) -> Vec<Uuid> {
     let mut pending = Vec::with_capacity(events.len());
     let mut unconfirmed = Vec::new();
+    let mut first_enqueue_error = None;
     for event in events {
         let record = FutureRecord::to(topic).key(&event.key).payload(&event.value);
         match producer.send_result(record) {
@@ -111,21 +130,36 @@ pub async fn produce_all(
                 } else {
                     "enqueue_error"
                 };
-                tracing::warn!(%error, id = %event.id, "event could not be queued for kafka");
                 metrics.delivery_failures.with_label_values(&[reason]).inc();
+                first_enqueue_error.get_or_insert(error);
                 unconfirmed.push(event.id);
             }
         }
     }
+    if let Some(error) = first_enqueue_error {
+        if let Some(suppressed) = ENQUEUE_WARNINGS.allow(std::time::Instant::now()) {
+            tracing::warn!(%error, events = unconfirmed.len(), of = events.len(), suppressed_lines = suppressed,
+                "events could not be queued for kafka");
+        }
+    }
     let (ids, deliveries): (Vec<Uuid>, Vec<_>) = pending.into_iter().unzip();
-    match tokio::time::timeout_at(deadline, join_all(deliveries)).await {
-        Ok(results) => {
+    let (done, results) = oneshot::channel();
+    tokio::spawn(async move {
+        let results = join_all(deliveries).await;
+        drop(inflight);
+        let _ = done.send(results);
+    });
+    match tokio::time::timeout_at(deadline, results).await {
+        Ok(Ok(results)) => {
+            let mut first_error = None;
+            let mut failed = 0usize;
             for (id, result) in ids.into_iter().zip(results) {
                 match result {
                     Ok(Ok(_)) => {}
                     Ok(Err((error, _))) => {
-                        tracing::warn!(%error, %id, "kafka did not confirm an event");
                         metrics.delivery_failures.with_label_values(&["delivery_error"]).inc();
+                        first_error.get_or_insert(error);
+                        failed += 1;
                         unconfirmed.push(id);
                     }
                     Err(_canceled) => {
@@ -134,6 +168,17 @@ pub async fn produce_all(
                     }
                 }
             }
+            if let Some(error) = first_error {
+                if let Some(suppressed) = DELIVERY_WARNINGS.allow(std::time::Instant::now()) {
+                    tracing::warn!(%error, events = failed, of = events.len(), suppressed_lines = suppressed,
+                        "kafka did not confirm events");
+                }
+            }
+        }
+        Ok(Err(_task_gone)) => {
+            // The delivery task ended without answering (it cannot panic; defensive).
+            metrics.delivery_failures.with_label_values(&["canceled"]).inc_by(ids.len() as u64);
+            unconfirmed.extend(ids);
         }
         Err(_elapsed) => {
             // The producer may still deliver these; the client is told they are unconfirmed
@@ -149,5 +194,29 @@ pub async fn produce_all(
 pub fn flush(producer: &FutureProducer, timeout: Duration) {
     if let Err(error) = producer.flush(timeout) {
         tracing::error!(%error, in_flight = producer.in_flight_count(), "producer flush did not finish");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::Value;
+
+    use super::*;
+
+    #[test]
+    fn record_overhead_bounds_what_encoding_adds() {
+        let key = "\u{1F600}".repeat(sluice_core::event::MAX_KEY_CHARS);
+        for body in [
+            r#"{"type":"x"}"#.to_owned(),
+            format!(r#"{{"type":"x","key":"{key}"}}"#),
+            format!(r#"{{"type":"x","key":"{key}","ts":"2026-01-01T00:00:00Z"}}"#),
+            r#"{"type":"x","ts":"2026-01-01T00:00:00+01:00","data":{}}"#.to_owned(),
+        ] {
+            let value: Value = serde_json::from_str(&body).expect("json");
+            let event = Event::from_api(value, Utc::now()).expect("valid");
+            let size = Outgoing::new(&event).size();
+            assert!(size <= body.len() + RECORD_OVERHEAD, "{body}: {size} bytes as a record");
+        }
     }
 }

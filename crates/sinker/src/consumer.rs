@@ -290,6 +290,10 @@ impl SinkContext {
                         return false;
                     }
                     event = back;
+                    #[allow(
+                        clippy::disallowed_methods,
+                        reason = "runs on the poll thread, a plain thread outside the runtime"
+                    )]
                     thread::sleep(Duration::from_millis(2));
                 }
             }
@@ -337,6 +341,7 @@ pub fn commit_sync(consumer: &SinkConsumer, topic: &str, offsets: &[(i32, i64)])
 
 /// The poll loop. Runs on its own thread until `stop` is set or the dispatcher is gone, then
 /// leaves the group (the consumer is closed when the last reference drops).
+#[allow(clippy::needless_pass_by_value, reason = "the thread owns its references for as long as it runs")]
 pub fn poll_loop(consumer: Arc<SinkConsumer>, stop: Arc<AtomicBool>, seeks: &std_mpsc::Receiver<(i32, i64)>) {
     let context = consumer.context().clone();
     let mut pending_seeks: Vec<(i32, i64)> = Vec::new();
@@ -348,7 +353,8 @@ pub fn poll_loop(consumer: Arc<SinkConsumer>, stop: Arc<AtomicBool>, seeks: &std
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(message)) => {
-                if !context.send(PollEvent::Message(message.detach())) {
+                let delivered = context.send(PollEvent::Message(message.detach()));
+                if !delivered {
                     break;
                 }
             }

@@ -107,16 +107,10 @@ impl Dispatcher {
             worker.state.buffered.fetch_sub(1, Ordering::SeqCst);
             return;
         }
-        if buffered >= self.max_buffered && !worker.paused {
-            if pause_or_resume(&self.shared, partition, true) {
-                worker.paused = true;
-                self.shared.metrics.partitions_paused.inc();
-                tracing::info!(
-                    partition,
-                    buffered,
-                    "partition paused: its buffer is full (the database is slow or down)"
-                );
-            }
+        if buffered >= self.max_buffered && !worker.paused && pause_or_resume(&self.shared, partition, true) {
+            worker.paused = true;
+            self.shared.metrics.partitions_paused.inc();
+            tracing::info!(partition, buffered, "partition paused: its buffer is full (the database is slow or down)");
         }
     }
 

@@ -1,0 +1,282 @@
+//! The OpenAPI document served at `GET /openapi.json`, generated from the code: the paths and
+//! their success answers from the handlers' `#[utoipa::path]`, the schemas from the types, and
+//! every error answer (status, code, headers) from [`ApiError::all`], so a new error variant
+//! is documented without anyone remembering to.
+
+use std::{collections::BTreeMap, sync::LazyLock};
+
+use axum::{http::StatusCode, response::IntoResponse};
+use serde::Serialize;
+use serde_json::Value;
+use sluice_core::event::{MAX_KEY_CHARS, MAX_TYPE_CHARS};
+use utoipa::{
+    openapi::{
+        self,
+        header::HeaderBuilder,
+        schema::{AdditionalProperties, ObjectBuilder, Schema, Type},
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+        ContentBuilder, RefOr, ResponseBuilder,
+    },
+    Modify, OpenApi, ToSchema,
+};
+use uuid::Uuid;
+
+use crate::{
+    app,
+    error::{ApiError, ErrorBody, ErrorDetail},
+    ingest,
+};
+
+/// The document, rendered once.
+pub static DOCUMENT: LazyLock<String> =
+    LazyLock::new(|| ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sluice gateway",
+        description = "Write-behind ingest: events are validated, produced to Kafka with acks=all, and written to \
+            PostgreSQL by the sinkers. A 202 means the broker has every event of the request; a 4xx means nothing \
+            was produced. Every error answer has the body `{\"error\": {\"code\", \"message\", ...}}`; an unknown \
+            path answers 404 `not_found`."
+    ),
+    paths(ingest::post_events, app::healthz, app::readyz, app::metrics, app::openapi),
+    components(schemas(EventInput, EventsBody, ingest::Accepted, ErrorBody, ErrorDetail, app::Health, app::Ready, app::ReadyStatus, app::LagState)),
+    modifiers(&Security, &ErrorAnswers, &EventLimits)
+)]
+pub struct ApiDoc;
+
+/// One event as posted (the API form; `sluice_core::Event::from_api` is what reads it).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // reason: a schema only; requests are read as JSON values and validated by sluice-core
+pub struct EventInput {
+    /// Idempotency key end to end. Default: a fresh UUIDv7.
+    id: Option<Uuid>,
+    /// The event's type; 1 to 128 characters.
+    #[serde(rename = "type")]
+    event_type: String,
+    /// Partition key (default: the id). Events with one key share a partition and keep their order.
+    key: Option<String>,
+    /// RFC 3339 timestamp. Default: the receive time.
+    #[schema(format = DateTime)]
+    ts: Option<String>,
+    /// Any JSON object. Default `{}`. Strings may not contain NUL (\u0000).
+    #[schema(value_type = Option<Object>)]
+    data: Option<Value>,
+}
+
+/// The `application/json` body: one event or an array of them.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // reason: a schema only, see EventInput
+pub enum EventsBody {
+    One(EventInput),
+    Many(Vec<EventInput>),
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("Required only when the gateway runs with --api-keys / GATEWAY_API_KEYS."))
+            .build();
+        doc.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Error answers of the routes themselves, not of a handler (e.g. 404 for an unknown path).
+fn answered_by_the_router(error: &ApiError) -> bool {
+    matches!(error, ApiError::NotFound)
+}
+
+/// Adds every error answer of `POST /v1/events`, grouped by status, with the headers the real
+/// answer carries, and lists every code in the `ErrorDetail.code` enum.
+struct ErrorAnswers;
+
+impl Modify for ErrorAnswers {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let mut by_status: BTreeMap<u16, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        let mut codes = Vec::new();
+        for error in ApiError::all() {
+            codes.push(error.code());
+            if answered_by_the_router(&error) {
+                continue;
+            }
+            let (lines, headers) = by_status.entry(error.status().as_u16()).or_default();
+            lines.push(format!("`{}`: {}", error.code(), explain(&error)));
+            let response = error.into_response();
+            for name in response.headers().keys() {
+                let name = name.as_str();
+                if name != "content-type" && !headers.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+                    headers.push(canonical(name));
+                }
+            }
+        }
+        let content =
+            ContentBuilder::new().schema(Some(RefOr::Ref(openapi::Ref::from_schema_name("ErrorBody")))).build();
+        if let Some(post) = doc.paths.paths.get_mut("/v1/events").and_then(|item| item.post.as_mut()) {
+            for (status, (lines, headers)) in by_status {
+                let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+                let mut response = ResponseBuilder::new()
+                    .description(format!(
+                        "{reason}. Nothing was produced unless the code says so.\n\n- {}",
+                        lines.join("\n- ")
+                    ))
+                    .content("application/json", content.clone());
+                for header in headers {
+                    response = response.header(header.clone(), header_doc(&header));
+                }
+                post.responses.responses.insert(status.to_string(), RefOr::T(response.build()));
+            }
+        }
+        let code = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("The stable, machine-readable code."))
+            .enum_values(Some(codes))
+            .build();
+        if let Some(RefOr::T(Schema::Object(detail))) =
+            doc.components.as_mut().and_then(|c| c.schemas.get_mut("ErrorDetail"))
+        {
+            detail.properties.insert("code".to_owned(), RefOr::T(Schema::Object(code)));
+        }
+    }
+}
+
+/// What a code means for the client, for the document. A variant not listed here is
+/// documented with its own message (with placeholder values), so nothing is left out.
+fn explain(error: &ApiError) -> String {
+    let text = match error {
+        ApiError::InvalidJson { .. } => "the body is not JSON (or NDJSON), not UTF-8, truncated or nested too deep",
+        ApiError::InvalidEvent { .. } => "an event is wrong; `index` or `line` says which",
+        ApiError::EmptyBatch => "the request holds no events",
+        ApiError::Unauthorized => "API keys are configured and the request has no valid `Authorization: Bearer <key>`",
+        ApiError::BodyTooLarge { .. } => "the body is over --max-body-bytes (before or after gzip)",
+        ApiError::EventTooLarge { .. } => "one event is over --max-event-bytes as written to Kafka; `index`/`line` says which",
+        ApiError::BatchTooLarge { .. } => "the request holds more than --max-batch-events events",
+        ApiError::UnsupportedMediaType(_) => "a content type other than application/json or application/x-ndjson, or an encoding other than gzip",
+        ApiError::Throttled { .. } => "the sinkers are too far behind (consumer lag over --lag-throttle); retry after Retry-After",
+        ApiError::RateLimited { .. } => "this API key is over --rate-limit; retry after Retry-After",
+        ApiError::KafkaUnavailable { .. } => "the broker is unreachable or the topic is missing",
+        ApiError::Overloaded => "the gateway is at --max-inflight-bytes",
+        ApiError::NotConfirmed { .. } => {
+            "the broker did not confirm some events in time: `ids` lists them; resend them or the whole request (some may have been written)"
+        }
+        _ => return error.to_string(),
+    };
+    text.to_owned()
+}
+
+fn canonical(name: &str) -> String {
+    match name {
+        "retry-after" => "Retry-After".to_owned(),
+        "www-authenticate" => "WWW-Authenticate".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+fn header_doc(name: &str) -> openapi::header::Header {
+    let (description, schema) = match name {
+        "Retry-After" => {
+            ("Seconds to wait before retrying (at least 1).", ObjectBuilder::new().schema_type(Type::Integer))
+        }
+        "WWW-Authenticate" => ("`Bearer`.", ObjectBuilder::new().schema_type(Type::String)),
+        _ => ("", ObjectBuilder::new().schema_type(Type::String)),
+    };
+    HeaderBuilder::new().schema(schema).description(Some(description)).build()
+}
+
+/// The event schema's limits come from sluice-core's constants, not from copies of them; no
+/// field but the API's; an array holds at least one event.
+struct EventLimits;
+
+impl Modify for EventLimits {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let Some(components) = doc.components.as_mut() else { return };
+        if let Some(RefOr::T(Schema::OneOf(body))) = components.schemas.get_mut("EventsBody") {
+            for item in &mut body.items {
+                if let RefOr::T(Schema::Array(array)) = item {
+                    array.min_items = Some(1);
+                }
+            }
+        }
+        let Some(RefOr::T(Schema::Object(event))) = components.schemas.get_mut("EventInput") else { return };
+        event.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        if let Some(RefOr::T(Schema::Object(t))) = event.properties.get_mut("type") {
+            t.min_length = Some(1);
+            t.max_length = Some(MAX_TYPE_CHARS);
+        }
+        if let Some(RefOr::T(Schema::Object(k))) = event.properties.get_mut("key") {
+            k.max_length = Some(MAX_KEY_CHARS);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn document() -> Value {
+        serde_json::from_str(&DOCUMENT).expect("the document is JSON")
+    }
+
+    #[test]
+    fn every_error_status_and_code_is_documented() {
+        let doc = document();
+        let responses = &doc["paths"]["/v1/events"]["post"]["responses"];
+        assert!(responses.get("202").is_some());
+        let codes = doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"].as_array().expect("enum");
+        for error in ApiError::all() {
+            assert!(codes.contains(&Value::from(error.code())), "{} in the code enum", error.code());
+            if answered_by_the_router(&error) {
+                continue;
+            }
+            let status = error.status().as_u16().to_string();
+            let description = responses[&status]["description"].as_str().unwrap_or("");
+            assert!(description.contains(&format!("`{}`", error.code())), "{status} documents {}", error.code());
+            if error.retry_after().is_some() {
+                assert!(responses[&status]["headers"].get("Retry-After").is_some(), "{status} has Retry-After");
+            }
+        }
+        assert!(responses["401"]["headers"].get("WWW-Authenticate").is_some());
+    }
+
+    #[test]
+    fn every_error_body_matches_the_documented_schema() {
+        let doc = document();
+        let properties = doc["components"]["schemas"]["ErrorDetail"]["properties"].as_object().expect("properties");
+        for error in ApiError::all() {
+            let body = error.body();
+            for key in body["error"].as_object().expect("error object").keys() {
+                assert!(properties.contains_key(key), "{}: `{key}` is documented", error.code());
+            }
+        }
+    }
+
+    #[test]
+    fn the_event_schema_has_the_api_fields_and_limits() {
+        let doc = document();
+        let event = &doc["components"]["schemas"]["EventInput"];
+        let mut fields: Vec<&str> =
+            event["properties"].as_object().expect("properties").keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        let mut api: Vec<&str> = sluice_core::event::API_FIELDS.to_vec();
+        api.sort_unstable();
+        assert_eq!(fields, api);
+        assert_eq!(event["required"], serde_json::json!(["type"]));
+        assert_eq!(event["properties"]["type"]["maxLength"], MAX_TYPE_CHARS);
+        assert_eq!(event["properties"]["key"]["maxLength"], MAX_KEY_CHARS);
+    }
+
+    #[test]
+    fn every_route_is_documented() {
+        let doc = document();
+        for path in ["/v1/events", "/healthz", "/readyz", "/metrics", "/openapi.json"] {
+            assert!(doc["paths"].get(path).is_some(), "{path}");
+        }
+        assert!(doc["paths"]["/readyz"]["get"]["responses"].get("503").is_some());
+    }
+}
