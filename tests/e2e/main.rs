@@ -11,3 +11,4 @@ mod guarantees;
 mod security;
 mod sinker;
 mod skeleton;
+mod unknown_commit;
