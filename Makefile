@@ -11,18 +11,25 @@ SINKER_METRICS_LISTEN ?= 127.0.0.1:9091
 # End-to-end tests start processes and brokers; a few at a time suits a 2-core machine.
 E2E_THREADS  ?= 3
 
-.PHONY: help up down status build run test lint test-unit test-e2e promtool chaos bench
+.PHONY: help up up-cluster down status build run test lint test-unit test-e2e promtool chaos soak bench
 
 help:
 	@echo "make run     stack up, migrations applied, gateway + sinker in the foreground"
 	@echo "make test    fmt and clippy checks, stack up, then the whole test suite (unit + end-to-end)"
 	@echo "make lint    cargo fmt --check and cargo clippy -D warnings only"
-	@echo "make chaos   the long fault-injection run with exact accounting"
+	@echo "make chaos   the long fault-injection run with exact accounting (PROFILE=cluster: three brokers)"
+	@echo "make soak    30 minutes of steady load with faults, memory and lag followed (SOAK_DURATION=3m)"
 	@echo "make bench   the benchmark suite; writes bench/results/<date>/ and BENCHMARKS.md"
 	@echo "make up | down | status   the local Kafka + PostgreSQL stack"
+	@echo "make up-cluster           three Kafka brokers (RF 3, min ISR 2) + PostgreSQL; make down stops it"
 
 up:
 	@$(STACK) up
+
+# Three KRaft brokers (each also a controller) on 29092-29094, replication factor 3,
+# min.insync.replicas=2; next to the single node, which keeps its ports. `make down` stops both.
+up-cluster:
+	@$(STACK) up-cluster
 
 down:
 	@$(STACK) down
@@ -71,8 +78,20 @@ lint:
 
 # The long chaos run (about 12 minutes): faults over and over under load, then exact accounting.
 # It starts its own private Kafka and PostgreSQL; CHAOS_SEED=<n> replays a run.
+# PROFILE=cluster: on a private three-broker cluster, with leader kills, two brokers down,
+# paused processes, cut commits and network faults (about 11 minutes); PROFILE=cluster-short
+# runs every cluster fault once (about 5 minutes). PROFILE=short is the one inside make test.
+PROFILE ?= long
 chaos: build
-	target/debug/chaos --profile long --repo . $${CHAOS_SEED:+--seed $$CHAOS_SEED}
+	target/debug/chaos --profile $(PROFILE) --repo . $${CHAOS_SEED:+--seed $$CHAOS_SEED}
+
+# The soak: SOAK_DURATION (default 30m) of steady load well below capacity on a private stack,
+# a fault every three minutes (broker restart, PostgreSQL restart, table lock, sessions
+# terminated, poison), the RSS of the gateway and the sinker every 10 s with its slope, the
+# catch-up time after each fault, a 429 asked for at the end, then the exact audit.
+SOAK_DURATION ?= 30m
+soak: build
+	target/debug/chaos --profile soak --duration $(SOAK_DURATION) --repo . $${CHAOS_SEED:+--seed $$CHAOS_SEED}
 
 # The benchmark suite (bench/run.py): release builds, the local stack, every figure against a
 # baseline measured in the same run. Writes bench/results/<date>/ and refreshes BENCHMARKS.md.

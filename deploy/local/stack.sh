@@ -12,12 +12,26 @@
 #   pg-start | pg-stop [--immediate]
 #   topic-create NAME PARTITIONS | topic-delete NAME
 #
+# The three-broker cluster (next to the single node, on its own ports and state):
+#   up-cluster                 three KRaft nodes (broker+controller each) and postgres; waits
+#                              until all three brokers are in sync and an acks=all produce/consume
+#                              round trip works
+#   down-cluster               stop the three brokers (down stops them too)
+#   env-cluster                DATABASE_URL=... and KAFKA_BROKERS=<the three addresses>
+#   broker-stop N | broker-kill N | broker-start N    (N = 1, 2, 3; kill is kill -9)
+#   broker-pid N               print the pid of broker N (exit 1 if it is not running)
+#   cluster-topic-create NAME PARTITIONS     replication factor 3, min.insync.replicas 2
+#
 # Environment (all optional):
 #   SLUICE_STATE_DIR       where all state lives (default <repo>/.stack)
 #   KAFKA_PORT             PLAINTEXT listener (default 9092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener (default 9093)
 #   KAFKA_SASL_PORT        SASL_PLAINTEXT/SCRAM-SHA-256 listener (default 9094)
 #   PG_PORT                PostgreSQL (default 5432)
+#   KAFKA_CLUSTER_PORT     first cluster port (default 29092): broker N listens on
+#                          KAFKA_CLUSTER_PORT+N-1, its controller on KAFKA_CLUSTER_PORT+100+N-1,
+#                          a PROXIED listener on +200+N-1 that advertises +300+N-1 (where the
+#                          chaos harness runs a TCP proxy to it)
 #   SLUICE_WAIT_SECS       bound for every wait (default 90)
 # The ports are recorded in the state dir on first use, so later commands on the
 # same state dir need only SLUICE_STATE_DIR.
@@ -43,8 +57,8 @@ is_root() { [ "$(id -u)" = 0 ]; }
 # ports: env var > value recorded in the state dir > default
 # ---------------------------------------------------------------------------
 PORTS_FILE=$STATE/ports.env
-declare -A DEFAULT_PORT=([KAFKA_PORT]=9092 [KAFKA_CONTROLLER_PORT]=9093 [KAFKA_SASL_PORT]=9094 [PG_PORT]=5432)
-PORT_NAMES=(KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_SASL_PORT PG_PORT)
+declare -A DEFAULT_PORT=([KAFKA_PORT]=9092 [KAFKA_CONTROLLER_PORT]=9093 [KAFKA_SASL_PORT]=9094 [PG_PORT]=5432 [KAFKA_CLUSTER_PORT]=29092)
+PORT_NAMES=(KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_SASL_PORT PG_PORT KAFKA_CLUSTER_PORT)
 
 load_ports() {
   declare -A recorded=()
@@ -65,10 +79,12 @@ load_ports() {
   done
 }
 
+# Records every port not recorded yet (a state dir made before a port existed gets it added).
 record_ports() {
-  [ -f "$PORTS_FILE" ] && return 0
   local name
-  for name in "${PORT_NAMES[@]}"; do echo "$name=${!name}"; done >"$PORTS_FILE"
+  for name in "${PORT_NAMES[@]}"; do
+    grep -q "^$name=" "$PORTS_FILE" 2>/dev/null || echo "$name=${!name}" >>"$PORTS_FILE"
+  done
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -611,6 +627,225 @@ pg_stop() {
 }
 
 # ---------------------------------------------------------------------------
+# The three-broker cluster: three combined broker+controller KRaft nodes
+# ---------------------------------------------------------------------------
+C=$STATE/cluster
+C_NODES=(1 2 3)
+
+broker_port() { echo $((KAFKA_CLUSTER_PORT + $1 - 1)); }
+controller_port() { echo $((KAFKA_CLUSTER_PORT + 100 + $1 - 1)); }
+proxied_port() { echo $((KAFKA_CLUSTER_PORT + 200 + $1 - 1)); }
+cluster_brokers() {
+  local n out=""
+  for n in "${C_NODES[@]}"; do out+="${out:+,}127.0.0.1:$(broker_port "$n")"; done
+  echo "$out"
+}
+check_node() { [[ ${1:-} =~ ^[123]$ ]] || die "broker number must be 1, 2 or 3, got '${1:-}'"; }
+
+cluster_prepare() {
+  check_java
+  kafka_libs
+  tool_java
+  local n voters="" id
+  for n in "${C_NODES[@]}"; do voters+="${voters:+,}$n@127.0.0.1:$(controller_port "$n")"; done
+  mkdir -p "$C"
+  if [ -s "$C/cluster.id" ]; then
+    id=$(<"$C/cluster.id")
+  else
+    id=$("${TOOL_JAVA[@]}" kafka.tools.StorageTool random-uuid)
+    echo "$id" >"$C/cluster.id"
+  fi
+  for n in "${C_NODES[@]}"; do
+    local dir=$C/broker-$n
+    mkdir -p "$dir/logs"
+    NODE_ID=$n BROKER_PORT=$(broker_port "$n") CONTROLLER_PORT=$(controller_port "$n")
+    PROXIED_PORT=$(proxied_port "$n") PROXIED_ADVERTISED_PORT=$((KAFKA_CLUSTER_PORT + 300 + n - 1))
+    QUORUM_VOTERS=$voters KAFKA_DATA_DIR=$dir/data
+    render "$HERE/kafka/cluster.properties" "$dir/server.properties" \
+      NODE_ID BROKER_PORT CONTROLLER_PORT PROXIED_PORT PROXIED_ADVERTISED_PORT QUORUM_VOTERS KAFKA_DATA_DIR
+    cp "$HERE/kafka/log4j2.properties" "$dir/log4j2.properties"
+    [ -f "$dir/data/meta.properties" ] && continue
+    rm -rf "$dir/data"   # a half-formatted dir from an interrupted run
+    log "formatting broker $n storage in $dir/data (cluster id $id)"
+    if ! "${TOOL_JAVA[@]}" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" \
+        >"$dir/logs/format.log" 2>&1; then
+      log "broker $n storage format failed:"
+      tail -n 40 "$dir/logs/format.log" >&2
+      exit 1
+    fi
+  done
+}
+
+# Print the pid of broker $1 of this state dir; return 1 if it is not running.
+broker_pid() {
+  local n=$1 conf=$C/broker-$1/server.properties pidf=$C/broker-$1/kafka.pid pid d
+  if [ -s "$pidf" ]; then
+    pid=$(<"$pidf")
+    if read_cmdline "$pid" && [[ $CMDLINE == *"kafka.Kafka $conf" ]]; then
+      echo "$pid"
+      return 0
+    fi
+  fi
+  for d in /proc/[0-9]*; do
+    pid=${d#/proc/}
+    if read_cmdline "$pid" && [[ $CMDLINE == *"kafka.Kafka $conf" ]]; then
+      { echo "$pid" >"$pidf"; } 2>/dev/null || true
+      echo "$pid"
+      return 0
+    fi
+  done
+  return 1
+}
+
+broker_fail() {
+  local n=$1 logs=$C/broker-$1/logs
+  shift
+  log "$*"
+  if [ -s "$logs/server.log" ]; then
+    echo "----- last 30 lines of $logs/server.log -----" >&2
+    tail -n 30 "$logs/server.log" >&2
+  fi
+  if [ -s "$logs/kafka.out" ]; then
+    echo "----- last 10 lines of $logs/kafka.out -----" >&2
+    tail -n 10 "$logs/kafka.out" >&2
+  fi
+  exit 1
+}
+
+# Start broker $1 in the background (no wait). Small JVM: three of them share a small machine.
+broker_launch() {
+  local n=$1 dir=$C/broker-$1 pid
+  if pid=$(broker_pid "$n"); then
+    log "broker $n already running (pid $pid)"
+    return 0
+  fi
+  ensure_ports_free "broker $n" "$(broker_port "$n")" "$(controller_port "$n")" "$(proxied_port "$n")"
+  log "starting broker $n on 127.0.0.1:$(broker_port "$n") (controller $(controller_port "$n"))"
+  echo "===== $(date -Is) starting broker $n =====" >>"$dir/logs/kafka.out"
+  # where this start's log begins: broker_wait_started looks for the startup line after it
+  wc -l 2>/dev/null <"$dir/logs/server.log" >"$dir/logs/.start-line" || echo 0 >"$dir/logs/.start-line"
+  (
+    cd "$dir"
+    exec setsid nohup "$JAVA" -Xms64m -Xmx${KAFKA_CLUSTER_HEAP:-320m} \
+      -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError \
+      -Djava.awt.headless=true \
+      -Dkafka.logs.dir="$dir/logs" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
+      -cp "$LIBS/*" kafka.Kafka "$dir/server.properties"
+  ) </dev/null >>"$dir/logs/kafka.out" 2>&1 9>&- &
+  echo $! >"$dir/kafka.pid"
+}
+
+# Wait (bounded) until broker $1 logged that it started, after its latest launch.
+broker_wait_started() {
+  local n=$1 logs=$C/broker-$1/logs deadline=$((SECONDS + WAIT_SECS)) from
+  from=$(cat "$logs/.start-line" 2>/dev/null || echo 0)
+  until tail -n +"$((from + 1))" "$logs/server.log" 2>/dev/null | grep -q "Kafka Server started"; do
+    broker_pid "$n" >/dev/null || broker_fail "$n" "broker $n exited during startup"
+    [ $SECONDS -lt $deadline ] || broker_fail "$n" "broker $n did not finish starting within ${WAIT_SECS}s"
+    sleep 0.3
+  done
+  port_open "$(broker_port "$n")" || broker_fail "$n" "broker $n started but 127.0.0.1:$(broker_port "$n") does not answer"
+}
+
+cluster_topic_tool() {
+  timeout -k 5 60 "${TOOL_JAVA[@]}" org.apache.kafka.tools.TopicCommand \
+    --bootstrap-server "$(cluster_brokers)" "$@"
+}
+
+# All three up: an acks=all round trip through a replication-factor-3 probe topic, then no
+# under-replicated partition anywhere (every broker fetches from every leader).
+cluster_wait_ready() {
+  local deadline=$((SECONDS + WAIT_SECS)) left n urp out=$C/probe.log
+  : >"$out"
+  for n in "${C_NODES[@]}"; do broker_wait_started "$n"; done
+  until cluster_topic_tool --create --if-not-exists --topic "$PROBE_TOPIC" --partitions 1 \
+      --replication-factor 3 --config min.insync.replicas=2 >>"$out" 2>&1; do
+    [ $SECONDS -lt $deadline ] || { tail -n 20 "$out" >&2; die "cluster: cannot create the probe topic within ${WAIT_SECS}s (see $out)"; }
+    sleep 1
+  done
+  while :; do
+    left=$((deadline - SECONDS))
+    [ $left -gt 0 ] || { tail -n 20 "$out" >&2; die "cluster: no acks=all produce/consume round trip within ${WAIT_SECS}s (see $out)"; }
+    [ $left -gt 30 ] && left=30
+    echo "== $(date -Is) round trip via $(cluster_brokers)" >>"$out"
+    timeout -k 5 "$left" "${TOOL_JAVA[@]}" org.apache.kafka.tools.EndToEndLatency \
+      "$(cluster_brokers)" "$PROBE_TOPIC" 1 all 16 >>"$out" 2>&1 && break
+    for n in "${C_NODES[@]}"; do broker_pid "$n" >/dev/null || broker_fail "$n" "broker $n exited during startup"; done
+    sleep 1
+  done
+  while :; do
+    urp=$(cluster_topic_tool --describe --under-replicated-partitions 2>>"$out") || urp="(describe failed)"
+    [ -z "$urp" ] && break
+    [ $SECONDS -lt $deadline ] || { echo "$urp" >&2; die "cluster: partitions still under-replicated after ${WAIT_SECS}s"; }
+    sleep 1
+  done
+  log "cluster ready on $(cluster_brokers) (3 brokers in sync, acks=all round trip ok)"
+}
+
+broker_stop() {
+  local n=$1 pid
+  if ! pid=$(broker_pid "$n"); then
+    log "broker $n not running"
+    rm -f "$C/broker-$n/kafka.pid"
+    return 0
+  fi
+  log "stopping broker $n (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_gone "$pid" 30; then
+    log "broker $n still running after 30s, sending kill -9"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone "$pid" 10 || die "broker $n (pid $pid) survived kill -9"
+  fi
+  rm -f "$C/broker-$n/kafka.pid"
+}
+
+broker_kill() {
+  local n=$1 pid
+  if ! pid=$(broker_pid "$n"); then
+    log "broker $n not running"
+    return 0
+  fi
+  log "killing broker $n (kill -9 pid $pid)"
+  kill -KILL "$pid" 2>/dev/null || true
+  wait_gone "$pid" 10 || die "broker $n (pid $pid) survived kill -9"
+  rm -f "$C/broker-$n/kafka.pid"
+}
+
+cluster_up() {
+  cluster_prepare
+  local n
+  for n in "${C_NODES[@]}"; do broker_launch "$n"; done
+}
+
+cluster_down() {
+  [ -d "$C" ] || return 0
+  local n pid pids=()
+  # SIGTERM all three at once: one at a time, the last ones would wait for a quorum that is gone
+  for n in "${C_NODES[@]}"; do
+    if pid=$(broker_pid "$n"); then
+      log "stopping broker $n (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$n:$pid")
+    fi
+  done
+  local entry
+  for entry in "${pids[@]}"; do
+    n=${entry%%:*} pid=${entry#*:}
+    if ! wait_gone "$pid" 30; then
+      log "broker $n still running after 30s, sending kill -9"
+      kill -KILL "$pid" 2>/dev/null || true
+      wait_gone "$pid" 10 || die "broker $n (pid $pid) survived kill -9"
+    fi
+    rm -f "$C/broker-$n/kafka.pid"
+  done
+}
+
+print_cluster_env() {
+  echo "DATABASE_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"
+  echo "KAFKA_BROKERS=$(cluster_brokers)"
+}
+
+# ---------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------
 print_env() {
@@ -629,13 +864,27 @@ cmd_up() {
   print_env
 }
 
+cmd_up_cluster() {
+  take_lock
+  local start=$SECONDS
+  cluster_up          # the brokers boot while postgres is set up
+  pg_start
+  cluster_wait_ready
+  log "cluster stack up in $((SECONDS - start))s (state in $STATE)"
+  print_cluster_env
+}
+
 cmd_down() {
   take_lock
   kafka_stop
+  cluster_down
   pg_stop fast
   # verify nothing of this stack is left
-  local left=""
+  local left="" n
   kafka_pid >/dev/null && left+=" kafka"
+  if [ -d "$C" ]; then
+    for n in "${C_NODES[@]}"; do broker_pid "$n" >/dev/null && left+=" broker-$n"; done
+  fi
   pg_pid >/dev/null && left+=" postgres"
   [ -z "$left" ] || die "still running after down:$left"
   log "stack down"
@@ -651,6 +900,16 @@ cmd_status() {
   else
     echo "kafka: stopped (127.0.0.1:$KAFKA_PORT)"
     rc=3
+  fi
+  if [ -d "$C" ]; then
+    local n
+    for n in "${C_NODES[@]}"; do
+      if pid=$(broker_pid "$n"); then
+        echo "cluster broker $n: running (pid $pid, 127.0.0.1:$(broker_port "$n"))"
+      else
+        echo "cluster broker $n: stopped (127.0.0.1:$(broker_port "$n"))"
+      fi
+    done
   fi
   pid=
   pg_paths
@@ -677,7 +936,7 @@ main() {
   load_ports
   # stopping a stack that was never set up: nothing to do
   case $cmd in
-    down | kafka-stop | kafka-kill | pg-stop)
+    down | kafka-stop | kafka-kill | pg-stop | down-cluster | broker-stop | broker-kill | broker-pid)
       [ -d "$STATE" ] || { log "nothing to stop: $STATE does not exist"; return 0; } ;;
   esac
   case $cmd in
@@ -685,6 +944,23 @@ main() {
     down) cmd_down ;;
     status) cmd_status ;;
     env) print_env ;;
+    up-cluster) cmd_up_cluster ;;
+    down-cluster) take_lock; cluster_down; log "cluster down" ;;
+    env-cluster) print_cluster_env ;;
+    broker-stop) check_node "${1:-}"; take_lock; broker_stop "$1" ;;
+    broker-kill) check_node "${1:-}"; take_lock; broker_kill "$1" ;;
+    broker-start)
+      check_node "${1:-}"; take_lock
+      [ -f "$C/broker-$1/data/meta.properties" ] || die "broker $1 was never set up here: run '$0 up-cluster' first"
+      cluster_prepare; broker_launch "$1"; broker_wait_started "$1"
+      log "broker $1 started on 127.0.0.1:$(broker_port "$1")" ;;
+    broker-pid) check_node "${1:-}"; broker_pid "$1" ;;
+    cluster-topic-create)
+      [ $# -eq 2 ] && [[ $2 =~ ^[1-9][0-9]*$ ]] || usage
+      check_java; kafka_libs; tool_java
+      cluster_topic_tool --create --if-not-exists --topic "$1" --partitions "$2" \
+        --replication-factor 3 --config min.insync.replicas=2
+      log "topic $1 ready (replication factor 3, min.insync.replicas 2)" ;;
     kafka-start) take_lock; kafka_start ;;
     kafka-stop) take_lock; kafka_stop ;;
     kafka-kill) take_lock; kafka_kill ;;

@@ -16,3 +16,4 @@ mod security;
 mod sinker;
 mod sinker_positions;
 mod skeleton;
+mod unknown_commit;

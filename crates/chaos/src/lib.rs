@@ -7,11 +7,20 @@
 //! - every poison record produced straight to the topic is in the dead-letter topic;
 //! - `sink_offsets` and Kafka's committed offsets equal the high watermarks;
 //! - no process exited except those the harness killed or stopped.
+//!
+//! On the three-broker cluster (profiles `cluster`, `cluster-short`; `cluster_faults`) also: no
+//! 202 while two brokers are down, the gateway accepting again by itself, every leader kill
+//! survived, woken sinkers rejoining. The soak (`soak`) adds memory, catch-up and a final 429.
 
 pub mod audit;
 pub mod cluster;
+pub mod cluster_faults;
 pub mod load;
+pub mod observe;
+pub mod progress;
+pub mod proxy;
 pub mod schedule;
+pub mod soak;
 
 use std::{
     collections::HashSet,
@@ -34,7 +43,10 @@ use uuid::Uuid;
 
 use crate::{
     cluster::{free_port, Proc, Stack},
+    cluster_faults::Tally,
     load::{Ledger, Load},
+    progress::ProgressMonitor,
+    proxy::Proxy,
     schedule::{Fault, Profile},
 };
 
@@ -73,21 +85,36 @@ impl Report {
     }
 }
 
-struct System<'a> {
+/// The soak's gateway refuses writes with 429 past this lag.
+const SOAK_LAG_THROTTLE: &str = "3000";
+
+pub(crate) struct System<'a> {
     opts: &'a Options,
-    stack: &'a Stack,
-    topic: String,
+    pub(crate) stack: &'a Stack,
+    pub(crate) topic: String,
     group: String,
     database_url: String,
-    gateway_port: u16,
-    gateway: Option<Proc>,
-    sinkers: Vec<Proc>,
+    /// The test database without the proxy (what the harness itself uses).
+    pub(crate) admin_database_url: String,
+    /// What the sinkers are given: on the cluster, through the proxies.
+    sinker_brokers: String,
+    pub(crate) gateway_port: u16,
+    pub(crate) gateway: Option<Proc>,
+    pub(crate) sinkers: Vec<Proc>,
     /// Processes that were stopped or killed, kept to check how they ended.
     retired: Vec<Proc>,
     spawned: usize,
+    /// Between the sinkers and PostgreSQL (cluster profiles).
+    pub(crate) pg_proxy: Option<Proxy>,
+    /// Between the sinkers and each broker (cluster profiles).
+    pub(crate) kafka_proxies: Vec<Proxy>,
 }
 
 impl System<'_> {
+    pub(crate) fn ingest_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1/events", self.gateway_port)
+    }
+
     fn spawn_gateway(&mut self) -> anyhow::Result<Proc> {
         self.spawned += 1;
         let args = [
@@ -100,7 +127,8 @@ impl System<'_> {
             "--sinker-group",
             &self.group,
             "--lag-throttle",
-            "0",
+            // the soak checks at its end that the backpressure loop still answers 429
+            if matches!(self.opts.profile, Profile::Soak(_)) { SOAK_LAG_THROTTLE } else { "0" },
             "--request-timeout",
             "8s",
             "--produce-timeout",
@@ -115,12 +143,12 @@ impl System<'_> {
         )
     }
 
-    fn spawn_sinker(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn spawn_sinker(&mut self) -> anyhow::Result<()> {
         self.spawned += 1;
         let metrics = format!("127.0.0.1:{}", free_port()?);
         let args = [
             "--brokers",
-            &self.stack.brokers(),
+            &self.sinker_brokers,
             "--topic",
             &self.topic,
             "--group",
@@ -142,13 +170,14 @@ impl System<'_> {
             "--kafka-option",
             "heartbeat.interval.ms=1000",
         ];
-        let proc = Proc::spawn(
+        let mut proc = Proc::spawn(
             &self.opts.bin_dir,
             &self.opts.log_dir,
             &format!("sinker-{}", self.spawned),
             "sinker",
             &owned(&args),
         )?;
+        proc.metrics_url = Some(format!("http://{metrics}/metrics"));
         self.sinkers.push(proc);
         Ok(())
     }
@@ -164,33 +193,59 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     report.say(format!("seed {} profile {:?} (replay with --seed {})", opts.seed, opts.profile, opts.seed));
     std::fs::create_dir_all(&opts.log_dir)?;
     let state_dir = std::env::temp_dir().join(format!("sluice-chaos-{}", Uuid::new_v4().simple()));
-    let stack = Stack::start(&opts.repo, state_dir).context("start the private stack")?;
+    let cluster = opts.profile.is_cluster();
+    let soak = matches!(opts.profile, Profile::Soak(_));
+    let stack = if cluster { Stack::start_cluster(&opts.repo, state_dir) } else { Stack::start(&opts.repo, state_dir) }
+        .context("start the private stack")?;
     let name = format!("chaos_{}", &Uuid::new_v4().simple().to_string()[..10]);
     let topic = format!("events_{name}");
 
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", stack.brokers()).create()?;
-    for r in admin
-        .create_topics([&NewTopic::new(&topic, opts.partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
-        .await?
-    {
+    let new_topic = if cluster {
+        NewTopic::new(&topic, opts.partitions, TopicReplication::Fixed(3)).set("min.insync.replicas", "2")
+    } else {
+        NewTopic::new(&topic, opts.partitions, TopicReplication::Fixed(1))
+    };
+    for r in admin.create_topics([&new_topic], &AdminOptions::new()).await? {
         r.map_err(|(t, e)| anyhow::anyhow!("create topic {t}: {e:?}"))?;
     }
     let mut admin_db = sqlx::PgConnection::connect(&stack.admin_url()).await?;
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin_db).await?;
     let database_url = format!("postgres://sluice:sluice@127.0.0.1:{}/{name}", stack.pg_port);
+    // On the cluster the sinkers reach PostgreSQL and the brokers through proxies the harness
+    // controls (the brokers advertise the proxies on their PROXIED listener).
+    let (pg_proxy, kafka_proxies, sinker_database_url, sinker_brokers) = if cluster {
+        let local = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let pg = Proxy::start(local(0), local(stack.pg_port)).await?;
+        let mut kafka = Vec::new();
+        for n in 1..=3 {
+            let (listener, advertised) = stack.proxied_ports(n).context("the cluster has proxied listeners")?;
+            kafka.push(Proxy::start(local(advertised), local(listener)).await?);
+        }
+        // In clear text, so the proxy can see a COMMIT go by (CutCommit).
+        let url = format!("postgres://sluice:sluice@127.0.0.1:{}/{name}?sslmode=disable", pg.listen.port());
+        let brokers = kafka.iter().map(|p| p.listen.to_string()).collect::<Vec<_>>().join(",");
+        (Some(pg), kafka, url, brokers)
+    } else {
+        (None, Vec::new(), database_url.clone(), stack.brokers())
+    };
 
     let mut sys = System {
         opts: &opts,
         stack: &stack,
         topic: topic.clone(),
         group: format!("sinker_{name}"),
-        database_url: database_url.clone(),
+        database_url: sinker_database_url,
+        admin_database_url: database_url.clone(),
+        sinker_brokers,
         gateway_port: free_port()?,
         gateway: None,
         sinkers: Vec::new(),
         retired: Vec::new(),
         spawned: 0,
+        pg_proxy,
+        kafka_proxies,
     };
     sys.gateway = Some(sys.spawn_gateway()?);
     sys.spawn_sinker()?;
@@ -199,8 +254,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let load = Load {
         url: format!("http://127.0.0.1:{}/v1/events", sys.gateway_port),
-        workers: 6,
-        pace: Duration::from_millis(40),
+        // the soak runs well below capacity
+        workers: if soak { 2 } else { 6 },
+        pace: Duration::from_millis(if soak { 150 } else { 40 }),
         ledger: ledger.clone(),
     };
     let start = Instant::now();
@@ -215,16 +271,44 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let producer: FutureProducer =
         ClientConfig::new().set("bootstrap.servers", stack.brokers()).set("message.timeout.ms", "30000").create()?;
     let mut markers: HashSet<String> = HashSet::new();
+    let mut tally = Tally::default();
+    let monitor_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{database_url}?application_name=chaos-harness"))
+        .await?;
+    let progress = ProgressMonitor::start(stack.brokers(), topic.clone(), monitor_pool.clone(), start);
+    let memory = soak.then(|| {
+        soak::MemorySampler::start(
+            sys.gateway.iter().chain(sys.sinkers.iter()).map(|p| (p.name.clone(), p.pid())).collect(),
+        )
+    });
+    let mut catch_up: Vec<(String, Option<Duration>)> = Vec::new();
     for (at, fault) in schedule::schedule(opts.profile, opts.seed) {
         tokio::time::sleep_until(start + at).await;
-        let line = inject(&mut sys, &fault, &mut rng, &producer, &mut markers).await;
+        let line = if is_cluster_fault(&fault) {
+            cluster_faults::inject(&mut sys, &fault, &mut rng, &ledger, &mut tally).await.unwrap_or_else(|e| {
+                tally.problems.push(format!("{fault:?} failed: {e:#}"));
+                format!("fault failed: {e:#}")
+            })
+        } else {
+            inject(&mut sys, &fault, &mut rng, &producer, &mut markers).await
+        };
         report.say(format!("{:>6.1}s {fault:?}: {line}", start.elapsed().as_secs_f64()));
+        if soak {
+            let took = soak::caught_up(&stack.brokers(), &topic, &monitor_pool, Duration::from_secs(120)).await;
+            report.say(format!("        sinkers caught up after {took:.1?}"));
+            catch_up.push((format!("{fault:?}"), took));
+        }
     }
     load_task.await?;
+    let throttled = if soak { Some(ask_for_429(&sys, &ledger).await) } else { None };
     report.say(format!("load done after {:.1}s", start.elapsed().as_secs_f64()));
 
     // Let the sinkers drain, then check the books.
-    let pool = PgPoolOptions::new().max_connections(2).connect(&database_url).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&format!("{database_url}?application_name=chaos-harness"))
+        .await?;
     let drained = wait_drained(&stack.brokers(), &sys.group, &topic, &pool, Duration::from_secs(90)).await;
     report.check(
         drained.is_ok(),
@@ -234,8 +318,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         ),
     );
 
+    // The load is over: the books are final.
+    let ledger = std::mem::take(&mut *ledger.lock().map_err(|_| anyhow::anyhow!("ledger poisoned"))?);
     let (rows, stored) = audit::stored_ids(&pool).await?;
-    let ledger = ledger.lock().map_err(|_| anyhow::anyhow!("ledger poisoned"))?;
     report.say(format!(
         "requests {} (retries {}), statuses {:?}; ids accepted {}, refused {}, uncertain {}, duplicate resends {}; rows {}",
         ledger.requests, ledger.retries, sorted(&ledger.statuses), ledger.accepted.len(), ledger.refused.len(), ledger.uncertain.len(), ledger.duplicate_resends, rows
@@ -278,11 +363,112 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     }
     let stopped_cleanly = sys.retired.iter().filter(|p| p.name.ends_with(":clean")).count();
     report.say(format!("{} sinkers stopped with SIGTERM exited 0", stopped_cleanly));
+    let stall = progress.longest();
+    report.say(format!(
+        "longest time a partition went without progress: {:.1}s (partition {}, until {:.0}s into the run; sampled every second, an upper bound)",
+        stall.longest.as_secs_f64(),
+        stall.partition,
+        stall.ended_at.as_secs_f64()
+    ));
+    if cluster {
+        cluster_books(&mut report, &tally, &ledger);
+    } else if soak {
+        report.say(format!(
+            "sinker database sessions terminated: {}, {} of them during COMMIT",
+            tally.backends_terminated, tally.commits_cut
+        ));
+        for problem in &tally.problems {
+            report.check(false, problem.clone());
+        }
+    }
+    if let Some(memory) = &memory {
+        for line in memory.summary() {
+            report.say(line);
+        }
+        for (fault, took) in &catch_up {
+            report.check(took.is_some(), format!("lag back to zero within 120 s after {fault}: {took:.1?}"));
+        }
+    }
+    if let Some(throttled) = throttled {
+        report.check(
+            throttled.is_some(),
+            format!("the backpressure loop still answers 429 at the end of the soak: after {throttled:.1?}"),
+        );
+    }
     report.say(format!("{} discrepancies", report.discrepancies.len()));
     Ok(report)
 }
 
-fn sorted(map: &std::collections::HashMap<String, u64>) -> Vec<(String, u64)> {
+/// With the sinkers stopped, posts batches until the lag passes the throttle and the gateway
+/// answers 429 (bounded); then lets the sinkers go on. Returns how long it took.
+async fn ask_for_429(sys: &System<'_>, ledger: &Arc<Mutex<Ledger>>) -> Option<Duration> {
+    for s in &sys.sinkers {
+        s.signal("STOP").ok();
+    }
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().ok();
+    let start = Instant::now();
+    let mut took = None;
+    if let Some(client) = client {
+        while start.elapsed() < Duration::from_secs(90) {
+            if load::probe_batch(&client, &sys.ingest_url(), ledger, 200).await == "429" {
+                took = Some(start.elapsed());
+                break;
+            }
+        }
+    }
+    for s in &sys.sinkers {
+        s.signal("CONT").ok();
+    }
+    took
+}
+
+/// Faults injected by `cluster_faults` (all but KillDbConnections need the cluster).
+fn is_cluster_fault(fault: &Fault) -> bool {
+    matches!(
+        fault,
+        Fault::KillLeader { .. }
+            | Fault::TwoBrokersDown { .. }
+            | Fault::PauseSinker { .. }
+            | Fault::PauseGateway { .. }
+            | Fault::KillDbConnections { .. }
+            | Fault::CutCommit { .. }
+            | Fault::Network { .. }
+    )
+}
+
+/// The cluster faults' figures and checks.
+fn cluster_books(report: &mut Report, tally: &Tally, ledger: &Ledger) {
+    report.say(format!(
+        "leader failovers survived: {} of {} (longest election {:.1?})",
+        tally.leader_failovers_survived, tally.leader_failovers, tally.longest_election
+    ));
+    let accepted_below = ledger.below_min_isr_statuses.get("202").copied().unwrap_or(0);
+    report.check(
+        accepted_below == 0,
+        format!("no 202 while two brokers were down: answers {:?}", sorted(&ledger.below_min_isr_statuses)),
+    );
+    report.say(format!(
+        "two brokers down: the gateway recovered by itself {} of {} times (longest {:.1?})",
+        tally.below_min_isr_recoveries, tally.below_min_isr_runs, tally.longest_recovery
+    ));
+    report.say(format!(
+        "sinkers stopped past their session: {}; on waking they revoked {} partition sets as lost, and {} stale batches were refused by the fence (zombie writes refused); gateway paused {} times",
+        tally.sinker_pauses, tally.lost_revocations, tally.zombie_writes_refused, tally.gateway_pauses
+    ));
+    report.say(format!(
+        "commits with unknown outcome: {} COMMITs whose answer the proxy cut, {} sessions terminated during COMMIT (of {} sinker sessions terminated)",
+        tally.commits_answer_cut, tally.commits_cut, tally.backends_terminated
+    ));
+    report.say(format!(
+        "connections cut by the proxies after a stall: postgres {}, kafka {}",
+        tally.pg_connections_cut, tally.kafka_connections_cut
+    ));
+    for problem in &tally.problems {
+        report.check(false, problem.clone());
+    }
+}
+
+pub(crate) fn sorted(map: &std::collections::HashMap<String, u64>) -> Vec<(String, u64)> {
     let mut v: Vec<_> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
     v.sort();
     v
@@ -368,6 +554,7 @@ async fn inject(
                 }
                 Ok(format!("{n} poison records produced"))
             }
+            other => anyhow::bail!("{other:?} is a cluster fault (cluster_faults::inject)"),
         }
     }
     .await;

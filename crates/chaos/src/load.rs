@@ -29,6 +29,10 @@ pub struct Ledger {
     pub requests: u64,
     pub retries: u64,
     pub duplicate_resends: u64,
+    /// Set by the harness while two of the three brokers are down (below min.insync.replicas).
+    pub below_min_isr: bool,
+    /// Requests sent and answered while `below_min_isr`, by outcome: none may be a 202.
+    pub below_min_isr_statuses: HashMap<String, u64>,
 }
 
 /// A request to (re)send: its body and the ids in it.
@@ -94,6 +98,18 @@ impl Load {
 
 /// Sends once and books the answer. Returns how long to wait before a retry, if one is needed.
 async fn send(client: &Client, url: &str, request: &Request, ledger: &Mutex<Ledger>) -> Option<Duration> {
+    send_booked(client, url, request, ledger).await.1
+}
+
+/// Sends once and books the answer. Returns the outcome ("202", "503", "timeout", ...) and how
+/// long to wait before a retry, if one is needed.
+async fn send_booked(
+    client: &Client,
+    url: &str,
+    request: &Request,
+    ledger: &Mutex<Ledger>,
+) -> (String, Option<Duration>) {
+    let below_min_isr_at_send = ledger.lock().is_ok_and(|l| l.below_min_isr);
     let result =
         client.post(url).header(header::CONTENT_TYPE, request.content_type).body(request.body.clone()).send().await;
     let (status, retry_after) = match &result {
@@ -110,10 +126,13 @@ async fn send(client: &Client, url: &str, request: &Request, ledger: &Mutex<Ledg
         Err(_) => ("connect".to_owned(), None),
     };
     let Ok(mut l) = ledger.lock() else {
-        return None;
+        return (status, None);
     };
     l.requests += 1;
     *l.statuses.entry(status.clone()).or_default() += 1;
+    if below_min_isr_at_send && l.below_min_isr {
+        *l.below_min_isr_statuses.entry(status.clone()).or_default() += 1;
+    }
     match status.as_str() {
         "202" => {
             for id in &request.ids {
@@ -124,7 +143,7 @@ async fn send(client: &Client, url: &str, request: &Request, ledger: &Mutex<Ledg
                 // A catalogue entry the gateway accepted: book it as a discrepancy upstream.
                 *l.statuses.entry("bad_request_accepted".to_owned()).or_default() += 1;
             }
-            None
+            (status.clone(), None)
         }
         s if s.starts_with('4') && s != "429" => {
             for id in &request.ids {
@@ -135,7 +154,7 @@ async fn send(client: &Client, url: &str, request: &Request, ledger: &Mutex<Ledg
             if !request.bad {
                 *l.statuses.entry("good_request_refused".to_owned()).or_default() += 1;
             }
-            None
+            (status.clone(), None)
         }
         _ => {
             for id in &request.ids {
@@ -143,9 +162,28 @@ async fn send(client: &Client, url: &str, request: &Request, ledger: &Mutex<Ledg
                     l.uncertain.insert(*id);
                 }
             }
-            Some(retry_after.unwrap_or(Duration::from_millis(500)))
+            (status.clone(), Some(retry_after.unwrap_or(Duration::from_millis(500))))
         }
     }
+}
+
+/// Sends one request of fresh ids, books it like the load does, and returns the outcome
+/// ("202", "503", "timeout", ...). The harness uses it to see when the gateway accepts again.
+pub async fn probe(client: &Client, url: &str, ledger: &Mutex<Ledger>) -> String {
+    probe_batch(client, url, ledger, 1).await
+}
+
+/// Like `probe`, with `n` events in the request.
+pub async fn probe_batch(client: &Client, url: &str, ledger: &Mutex<Ledger>, n: usize) -> String {
+    let mut rng = StdRng::seed_from_u64(rand::random());
+    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    let request = Request {
+        content_type: "application/json",
+        body: Value::Array(ids.iter().map(|id| event(&mut rng, *id)).collect()).to_string().into_bytes(),
+        ids,
+        bad: false,
+    };
+    send_booked(client, url, &request, ledger).await.0
 }
 
 fn event(rng: &mut StdRng, id: Uuid) -> Value {

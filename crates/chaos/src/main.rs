@@ -7,6 +7,12 @@ use clap::{Parser, ValueEnum};
 enum ProfileArg {
     Short,
     Long,
+    /// The three-broker cluster, every cluster fault once (about four minutes).
+    ClusterShort,
+    /// The three-broker cluster, three rounds (about ten minutes).
+    Cluster,
+    /// Steady load for --duration with a fault every few minutes; memory and lag followed.
+    Soak,
 }
 
 /// sluice chaos harness: runs the real gateway and sinkers against a private Kafka and
@@ -15,9 +21,14 @@ enum ProfileArg {
 #[derive(Parser)]
 #[command(name = "chaos", version, about)]
 struct Args {
-    /// short: about a minute, every fault once; long: ten minutes, faults over and over.
+    /// short: about a minute, every fault once; long: ten minutes, faults over and over;
+    /// cluster-short / cluster: on three brokers, with leader kills, two brokers down, paused
+    /// processes, killed database sessions and network stalls.
     #[arg(long, value_enum, default_value = "long")]
     profile: ProfileArg,
+    /// How long the soak's load runs (humantime: 30m, 3m).
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
     /// Seed of the fault schedule and the load; printed, so a failing run can be replayed.
     #[arg(long)]
     seed: Option<u64>,
@@ -45,6 +56,9 @@ async fn main() -> ExitCode {
         profile: match args.profile {
             ProfileArg::Short => Profile::Short,
             ProfileArg::Long => Profile::Long,
+            ProfileArg::ClusterShort => Profile::ClusterShort,
+            ProfileArg::Cluster => Profile::Cluster,
+            ProfileArg::Soak => Profile::Soak(args.duration),
         },
         seed: args.seed.unwrap_or_else(rand::random),
         log_dir: bin_dir.join("chaos-logs"),

@@ -107,6 +107,9 @@ pub struct PartitionWorker {
 /// Why a write attempt did not complete.
 enum WriteError {
     Db(sqlx::Error),
+    /// COMMIT was sent but its answer never came (the connection broke): the batch may or may
+    /// not be in the database. The retry's fence tells which.
+    CommitUnknown(sqlx::Error),
     DeadLetter(rdkafka::error::KafkaError),
 }
 
@@ -236,6 +239,8 @@ impl PartitionWorker {
         }
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         let mut batch = Prepared::new(records, &self.shared, self.position);
+        // Set once a COMMIT of this batch had an unknown outcome.
+        let mut commit_unknown = false;
         loop {
             if self.abandon.is_cancelled() {
                 self.give_up(batch.records.len());
@@ -252,6 +257,19 @@ impl PartitionWorker {
                 }
                 Some(Ok(Written::Done)) => {
                     self.after_commit(&batch);
+                    return;
+                }
+                Some(Ok(Written::Conflict { stored })) if commit_unknown && stored == batch.to => {
+                    // Our own earlier COMMIT had gone through (the fence stands exactly at the
+                    // end of this batch): not another owner's write.
+                    tracing::info!(from = batch.from, to = batch.to, "batch already written: the COMMIT whose answer was lost had gone through; nothing is written twice");
+                    self.state.buffered.fetch_sub(batch.records.len(), Ordering::SeqCst);
+                    self.position = Some(stored);
+                    self.fence = Some(stored);
+                    self.stuck.clear();
+                    self.state.written.store(stored, Ordering::SeqCst);
+                    let oldest = self.pending.first().map_or(0, timestamp_ms);
+                    self.state.oldest_unwritten_ms.store(oldest, Ordering::SeqCst);
                     return;
                 }
                 Some(Ok(Written::Conflict { stored })) if stored < batch.from => {
@@ -296,6 +314,11 @@ impl PartitionWorker {
                             } else {
                                 tracing::warn!(error = %e, kind = kind.label(), retry_in = ?delay, "batch not written; retrying");
                             }
+                        }
+                        WriteError::CommitUnknown(e) => {
+                            commit_unknown = true;
+                            self.shared.metrics.db_errors.with_label_values(&[store::classify(e).label()]).inc();
+                            tracing::warn!(error = %e, from = batch.from, to = batch.to, retry_in = ?delay, "the database connection broke during COMMIT: the outcome is unknown (the batch may or may not be written); retrying is safe: the offset fence shows which, and no row is written twice");
                         }
                         WriteError::DeadLetter(e) => {
                             let reason = dlq::failure_reason(e);
@@ -386,7 +409,12 @@ impl PartitionWorker {
             batch.db_rejections = rejections.len();
         }
         failpoint::hit("sinker.before_db_commit");
-        tx.commit().await.map_err(WriteError::Db)?;
+        // A COMMIT that fails with a connection error (the connection broke, or the session was
+        // terminated) may have been applied: its outcome is unknown. Other errors rolled back.
+        tx.commit().await.map_err(|e| match store::classify(&e) {
+            ErrorKind::Connection => WriteError::CommitUnknown(e),
+            _ => WriteError::Db(e),
+        })?;
         failpoint::hit("sinker.after_db_commit");
         batch.inserted = inserted;
         batch.commit_seconds = started.elapsed().as_secs_f64();
