@@ -6,6 +6,7 @@ mod helpers;
 mod backpressure;
 mod chaos;
 mod deploy_files;
+mod flow;
 mod gateway;
 mod security;
 mod sinker;
