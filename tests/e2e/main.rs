@@ -7,6 +7,7 @@ mod raw_http;
 mod backpressure;
 mod chaos;
 mod deploy_files;
+mod flow;
 mod gateway;
 mod gateway_backpressure;
 mod gateway_limits;

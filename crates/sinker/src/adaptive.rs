@@ -7,6 +7,7 @@ use std::{
 };
 
 use prometheus::IntGauge;
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SizerConfig {
@@ -53,6 +54,41 @@ impl Sizer {
 
     fn shrink(&mut self) {
         self.target = (self.target / 2).max(self.config.min_rows);
+    }
+}
+
+/// Times only the database's part of a batch write: from a connection in hand to the commit,
+/// without waiting for a pooled connection or for dead letters to be acknowledged. With many
+/// partitions sharing a small pool, the wait for a connection grows with the partition count,
+/// not with the batch size: counting it would shrink the batch target for nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stopwatch {
+    since: Option<Instant>,
+    total: Duration,
+}
+
+impl Stopwatch {
+    pub fn start(&mut self) {
+        self.start_at(Instant::now());
+    }
+
+    pub fn stop(&mut self) {
+        self.stop_at(Instant::now());
+    }
+
+    pub fn start_at(&mut self, now: Instant) {
+        self.since.get_or_insert(now);
+    }
+
+    pub fn stop_at(&mut self, now: Instant) {
+        if let Some(since) = self.since.take() {
+            self.total += now.saturating_duration_since(since);
+        }
+    }
+
+    /// The time measured so far (a running segment counts up to now).
+    pub fn elapsed_at(&self, now: Instant) -> Duration {
+        self.total + self.since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
     }
 }
 
@@ -128,6 +164,24 @@ mod tests {
         let fast = Duration::from_millis(20);
         let targets: Vec<usize> = (0..9).map(|_| s.on_commit(fast)).collect();
         assert_eq!(targets, vec![175, 225, 275, 325, 375, 425, 475, 500, 500]);
+    }
+
+    #[test]
+    fn the_stopwatch_counts_only_the_database_segments() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut watch = Stopwatch::default();
+        // 2 s waiting for a pooled connection (not started), 30 ms of fence and insert, 3 s
+        // waiting for dead letters (stopped), 20 ms to commit.
+        watch.start_at(t0 + ms(2000));
+        watch.stop_at(t0 + ms(2030));
+        watch.start_at(t0 + ms(5030));
+        watch.start_at(t0 + ms(5040)); // starting twice keeps the first start
+        watch.stop_at(t0 + ms(5050));
+        watch.stop_at(t0 + ms(9000)); // stopping twice adds nothing
+        assert_eq!(watch.elapsed_at(t0 + ms(9999)), ms(50));
+        let mut sizer = sizer();
+        assert_eq!(sizer.on_commit(watch.elapsed_at(t0)), 500, "fast: the waits do not shrink the target");
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::time::Duration;
 use rdkafka::message::OwnedMessage;
 use tokio::time::Instant;
 
+use crate::flow::Buffered;
+
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPolicy {
     pub max_rows: usize,
@@ -16,7 +18,7 @@ pub struct BatchPolicy {
 /// Records waiting to be written, in offset order.
 #[derive(Default)]
 pub struct Pending {
-    records: Vec<OwnedMessage>,
+    records: Vec<Buffered>,
     bytes: usize,
     opened: Option<Instant>,
 }
@@ -28,7 +30,7 @@ pub fn record_bytes(msg: &OwnedMessage) -> usize {
 }
 
 impl Pending {
-    pub fn push(&mut self, msg: OwnedMessage, now: Instant) {
+    pub fn push(&mut self, msg: Buffered, now: Instant) {
         if self.records.is_empty() {
             self.opened = Some(now);
         }
@@ -44,7 +46,7 @@ impl Pending {
         self.records.is_empty()
     }
 
-    pub fn first(&self) -> Option<&OwnedMessage> {
+    pub fn first(&self) -> Option<&Buffered> {
         self.records.first()
     }
 
@@ -60,18 +62,18 @@ impl Pending {
     }
 
     /// Takes the records out, leaving the batch empty.
-    pub fn take(&mut self) -> Vec<OwnedMessage> {
+    pub fn take(&mut self) -> Vec<Buffered> {
         self.bytes = 0;
         self.opened = None;
         std::mem::take(&mut self.records)
     }
 
     /// Puts records back in front (they were not written), keeping offset order.
-    pub fn restore_front(&mut self, mut records: Vec<OwnedMessage>, now: Instant) {
+    pub fn restore_front(&mut self, mut records: Vec<Buffered>, now: Instant) {
         if records.is_empty() {
             return;
         }
-        self.bytes += records.iter().map(record_bytes).sum::<usize>();
+        self.bytes += records.iter().map(|r| record_bytes(r)).sum::<usize>();
         records.append(&mut self.records);
         self.records = records;
         self.opened = Some(self.opened.map_or(now, |t| t.min(now)));
@@ -83,8 +85,8 @@ mod tests {
     use super::*;
     use rdkafka::{message::OwnedHeaders, Timestamp};
 
-    fn msg(offset: i64, size: usize) -> OwnedMessage {
-        OwnedMessage::new(
+    fn msg(offset: i64, size: usize) -> Buffered {
+        Buffered::untracked(OwnedMessage::new(
             Some(vec![b'x'; size]),
             None,
             "t".into(),
@@ -92,7 +94,7 @@ mod tests {
             0,
             offset,
             None::<OwnedHeaders>,
-        )
+        ))
     }
 
     fn policy() -> BatchPolicy {

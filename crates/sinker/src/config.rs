@@ -76,6 +76,13 @@ pub struct Config {
     #[arg(long, env = "SINKER_MAX_BUFFERED_RECORDS", default_value_t = 20000)]
     pub max_buffered_records: usize,
 
+    /// Payload and key bytes the whole process holds, read from Kafka and not yet written, over
+    /// all partitions. A partition that receives a record while the budget is used up is paused
+    /// (and the record fetched again later); paused partitions resume, least-holding first, when
+    /// the total falls to half. librdkafka's own prefetch queue is sized at a sixteenth of it.
+    #[arg(long, env = "SINKER_MAX_BUFFERED_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_buffered_bytes: usize,
+
     /// Database connections in the pool (partitions are written in parallel, up to this many).
     #[arg(long, env = "SINKER_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
@@ -103,6 +110,13 @@ pub enum Command {
     /// Apply the database migrations and exit (the sinker also applies them at start).
     Migrate,
 }
+
+/// librdkafka's default max.poll.interval.ms.
+const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
+
+/// What a revocation may block the poll thread for beyond --drain-timeout: the callback waits
+/// for the dispatcher up to --drain-timeout + 10 s (run.rs), then commits.
+pub const REVOKE_MARGIN: Duration = Duration::from_secs(10);
 
 impl Config {
     pub fn batch_min_size(&self) -> usize {
@@ -135,7 +149,32 @@ impl Config {
         if self.dlq_topic() == self.kafka.topic {
             return Err("--dlq-topic must differ from --topic".to_owned());
         }
+        if self.max_buffered_bytes < self.batch_bytes {
+            return Err(
+                "--max-buffered-bytes must be at least --batch-bytes, or a full batch could never be held".to_owned()
+            );
+        }
+        let poll_interval = self.max_poll_interval()?;
+        if self.drain_timeout + REVOKE_MARGIN >= poll_interval {
+            return Err(format!(
+                "--drain-timeout ({}) plus {}s must be below max.poll.interval.ms ({} ms): a revocation blocks the consumer's poll for up to that long and the group would evict this sinker; lower --drain-timeout or raise max.poll.interval.ms with --kafka-option",
+                humantime::format_duration(self.drain_timeout),
+                REVOKE_MARGIN.as_secs(),
+                poll_interval.as_millis(),
+            ));
+        }
         Ok(())
+    }
+
+    /// librdkafka's max.poll.interval.ms as it will apply: the last --kafka-option that sets
+    /// it, or librdkafka's default.
+    pub fn max_poll_interval(&self) -> Result<Duration, String> {
+        match self.kafka.kafka_options.iter().rev().find(|o| o.key == "max.poll.interval.ms") {
+            None => Ok(DEFAULT_MAX_POLL_INTERVAL),
+            Some(o) => o.value.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| {
+                format!("--kafka-option max.poll.interval.ms={} is not a number of milliseconds", o.value)
+            }),
+        }
     }
 }
 
@@ -153,7 +192,62 @@ impl fmt::Debug for Config {
             .field("dlq_topic", &self.dlq_topic())
             .field("max_event_bytes", &self.max_event_bytes)
             .field("max_buffered_records", &self.max_buffered_records)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
+            .field("drain_timeout", &self.drain_timeout)
             .field("db_pool_size", &self.db_pool_size)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Config;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["sinker", "--database-url", "postgres://u@h/d", "--topic", "events"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).expect("parses")
+    }
+
+    #[test]
+    fn the_drain_timeout_must_fit_in_the_poll_interval() {
+        assert_eq!(parse(&[]).validate(), Ok(()), "15 s + 10 s is well below librdkafka's 300 s");
+        assert_eq!(parse(&["--drain-timeout", "289s"]).validate(), Ok(()));
+        let too_long = parse(&["--drain-timeout", "290s"]).validate().expect_err("290 s + 10 s is not below 300 s");
+        assert!(
+            too_long.contains("--drain-timeout (4m 50s) plus 10s must be below max.poll.interval.ms (300000 ms)"),
+            "{too_long}"
+        );
+        let option = parse(&["--kafka-option", "max.poll.interval.ms=20000"])
+            .validate()
+            .expect_err("15 s + 10 s is not below 20 s");
+        assert!(
+            option.contains("(20000 ms)") && option.contains("raise max.poll.interval.ms with --kafka-option"),
+            "{option}"
+        );
+        assert_eq!(
+            parse(&["--kafka-option", "max.poll.interval.ms=20000", "--drain-timeout", "5s"]).validate(),
+            Ok(())
+        );
+        let last_wins = [
+            "--kafka-option",
+            "max.poll.interval.ms=20000",
+            "--kafka-option",
+            "max.poll.interval.ms=600000",
+            "--drain-timeout",
+            "60s",
+        ];
+        assert_eq!(parse(&last_wins).validate(), Ok(()), "the last one wins, as in librdkafka");
+        let bad = parse(&["--kafka-option", "max.poll.interval.ms=soon"]).validate().expect_err("not a number");
+        assert!(bad.contains("is not a number of milliseconds"), "{bad}");
+    }
+
+    #[test]
+    fn the_byte_budget_holds_at_least_a_batch() {
+        assert_eq!(parse(&["--max-buffered-bytes", "4194304"]).validate(), Ok(()));
+        let small = parse(&["--max-buffered-bytes", "4194303"]).validate().expect_err("smaller than --batch-bytes");
+        assert!(small.contains("--max-buffered-bytes must be at least --batch-bytes"), "{small}");
     }
 }

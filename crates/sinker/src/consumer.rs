@@ -21,40 +21,38 @@ use std::{
 use rdkafka::{
     client::ClientContext,
     config::RDKafkaLogLevel,
-    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol},
+    consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol},
     error::{KafkaError, KafkaResult},
-    message::OwnedMessage,
     statistics::Statistics,
     types::{RDKafkaErrorCode, RDKafkaRespErr},
     Offset, TopicPartitionList,
 };
 use tokio::{runtime::Handle, sync::mpsc};
 
-use crate::{metrics::Metrics, store::Store};
+use crate::{
+    commits::CommitLog,
+    flow::{Buffered, Flow},
+    metrics::Metrics,
+    store::Store,
+};
 
 pub type SinkConsumer = BaseConsumer<SinkContext>;
 
 /// What the poll thread tells the dispatcher, in the order it happened.
 #[derive(Debug)]
 pub enum PollEvent {
-    Message(OwnedMessage),
+    /// A record, its bytes counted in the budget until it is written or dropped.
+    Message(Buffered),
     /// Newly owned partitions, each with where it starts and what the database holds.
     Assigned(Vec<Assignment>),
     /// The poll thread moved a partition's fetch position to `offset` (a worker asked, see
     /// [`SeekRequests`]): every record of the partition sent before this event is from before
     /// the seek, every one after it from `offset` on.
-    Seeked {
-        partition: i32,
-        offset: i64,
-    },
+    Seeked { partition: i32, offset: i64 },
     /// Partitions being taken away. `lost`: the group already gave them to someone else, so
     /// nothing more may be written. The dispatcher answers with each partition's written
     /// next offset.
-    Revoked {
-        partitions: Vec<i32>,
-        lost: bool,
-        ack: std_mpsc::SyncSender<Vec<(i32, i64)>>,
-    },
+    Revoked { partitions: Vec<i32>, lost: bool, ack: std_mpsc::SyncSender<Vec<(i32, i64)>> },
 }
 
 /// A newly owned partition.
@@ -85,6 +83,10 @@ pub struct SinkContext {
     pub revoke_wait: Duration,
     /// Set when the poll thread is leaving: callbacks then skip the dispatcher handshake.
     pub closing: AtomicBool,
+    /// The byte budget and every partition's pause state.
+    pub flow: Flow,
+    /// Every Kafka commit goes through here, so committed offsets never go backwards.
+    pub commits: CommitLog,
 }
 
 impl ClientContext for SinkContext {
@@ -202,15 +204,73 @@ impl SinkContext {
             tracing::info!(topic = %self.topic, partition, start = ?start, stored = ?s, committed = ?c, "partition assigned");
             assigned.push(Assignment { partition, start, fence: s });
         }
-        let result = match consumer.rebalance_protocol() {
-            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
-            _ => consumer.assign(tpl),
-        };
-        if let Err(error) = result {
-            tracing::error!(%error, "assign failed");
-            return;
+        let assigned = self.assign(consumer, tpl, assigned);
+        if !assigned.is_empty() {
+            self.send(PollEvent::Assigned(assigned));
         }
-        self.send(PollEvent::Assigned(assigned));
+    }
+
+    /// Assigns the partitions in librdkafka and returns those that really are assigned, so
+    /// that a partition is either owned with a worker or not owned at all. A failed assign is
+    /// retried a few times for what is missing, then logged and counted; what stays missing
+    /// has no worker and is fetched by no one here until the next rebalance.
+    ///
+    /// Every assigned partition is also resumed: librdkafka keeps the application's pause
+    /// flag across an unassign and a later assign of the same partition, and the new worker
+    /// starts unpaused.
+    fn assign(&self, consumer: &SinkConsumer, tpl: &TopicPartitionList, wanted: Vec<Assignment>) -> Vec<Assignment> {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let mut missing = tpl.clone();
+        for attempt in 1..=3 {
+            let result = if cooperative { consumer.incremental_assign(&missing) } else { consumer.assign(&missing) };
+            let Err(error) = result else { break };
+            self.metrics.assign_failures.inc();
+            let owned = self.assigned_partitions(consumer);
+            tracing::error!(%error, attempt, "assigning partitions failed");
+            let mut rest = TopicPartitionList::new();
+            for e in missing.elements_for_topic(&self.topic) {
+                if !owned.contains(&e.partition()) {
+                    let _ = rest.add_partition_offset(&self.topic, e.partition(), e.offset());
+                }
+            }
+            if rest.count() == 0 {
+                break;
+            }
+            missing = rest;
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "the rebalance callback runs on the poll thread, a plain thread"
+            )]
+            thread::sleep(Duration::from_millis(100 * attempt));
+        }
+        let owned = self.assigned_partitions(consumer);
+        let (assigned, lost): (Vec<_>, Vec<_>) = wanted.into_iter().partition(|a| owned.contains(&a.partition));
+        if !lost.is_empty() {
+            let partitions: Vec<i32> = lost.iter().map(|a| a.partition).collect();
+            tracing::error!(
+                ?partitions,
+                "partitions could not be assigned; they have no worker here until the next rebalance"
+            );
+        }
+        let partitions: Vec<i32> = assigned.iter().map(|a| a.partition).collect();
+        self.flow.forget(&partitions);
+        let mut resume = TopicPartitionList::new();
+        for &p in &partitions {
+            resume.add_partition(&self.topic, p);
+        }
+        if resume.count() > 0 {
+            if let Err(error) = consumer.resume(&resume) {
+                tracing::error!(%error, ?partitions, "could not resume newly assigned partitions");
+            }
+        }
+        assigned
+    }
+
+    fn assigned_partitions(&self, consumer: &SinkConsumer) -> Vec<i32> {
+        consumer
+            .assignment()
+            .map(|a| a.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect())
+            .unwrap_or_default()
     }
 
     fn on_revoke(&self, consumer: &SinkConsumer, tpl: &mut TopicPartitionList) {
@@ -222,7 +282,7 @@ impl SinkContext {
             let (ack, written) = std_mpsc::sync_channel(1);
             if self.send(PollEvent::Revoked { partitions, lost, ack }) {
                 match written.recv_timeout(self.revoke_wait) {
-                    Ok(offsets) if !lost => commit_sync(consumer, &self.topic, &offsets),
+                    Ok(offsets) if !lost => self.commits.commit_sync(consumer, &self.topic, &offsets),
                     Ok(_) => {}
                     Err(_) => tracing::warn!(
                         "revoked partitions were not drained in time; the next owner replays from the database offset"
@@ -320,23 +380,9 @@ pub fn kafka_ahead(stored: Option<i64>, committed: Option<i64>) -> bool {
     committed.is_some_and(|c| c > stored.unwrap_or(0))
 }
 
-/// Commits next offsets to Kafka and waits for the answer.
+/// Commits next offsets to Kafka and waits for the answer (never below what was sent before).
 pub fn commit_sync(consumer: &SinkConsumer, topic: &str, offsets: &[(i32, i64)]) {
-    if offsets.is_empty() {
-        return;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for &(partition, offset) in offsets {
-        if tpl.add_partition_offset(topic, partition, Offset::Offset(offset)).is_err() {
-            tracing::error!(partition, offset, "invalid offset to commit");
-        }
-    }
-    match consumer.commit(&tpl, CommitMode::Sync) {
-        Ok(()) => tracing::debug!(?offsets, "committed offsets to kafka"),
-        Err(error) => {
-            tracing::warn!(%error, ?offsets, "kafka offset commit failed; the database keeps the position")
-        }
-    }
+    consumer.context().commits.commit_sync(consumer, topic, offsets);
 }
 
 /// The poll loop. Runs on its own thread until `stop` is set or the dispatcher is gone, then
@@ -353,8 +399,9 @@ pub fn poll_loop(consumer: Arc<SinkConsumer>, stop: Arc<AtomicBool>, seeks: &std
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(message)) => {
-                let delivered = context.send(PollEvent::Message(message.detach()));
-                if !delivered {
+                // None: over the byte budget; the partition was paused and sought back.
+                let Some(record) = context.flow.admit(&consumer, message.detach()) else { continue };
+                if !context.send(PollEvent::Message(record)) {
                     break;
                 }
             }

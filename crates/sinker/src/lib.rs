@@ -4,15 +4,18 @@
 //! - [`consumer`]: the poll thread and rebalance callbacks;
 //! - [`sink`]: the dispatcher loop; [`partition`]: one worker per partition;
 //! - [`batch`]: the batching policy; [`adaptive`]: the batch size that follows the database; [`store`]: SQL and error classification;
+//! - [`flow`]: the byte budget and pause state; [`commits`]: monotonic Kafka commits;
 //! - [`dlq`]: dead letters; [`metrics`], [`http`]; [`backoff`]; [`failpoint`] (tests).
 
 pub mod adaptive;
 pub mod backoff;
 pub mod batch;
+pub mod commits;
 pub mod config;
 pub mod consumer;
 pub mod dlq;
 pub mod failpoint;
+pub mod flow;
 pub mod http;
 pub mod metrics;
 pub mod partition;

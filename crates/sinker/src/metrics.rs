@@ -30,6 +30,8 @@ pub struct Metrics {
     pub partitions_assigned: IntGauge,
     pub partitions_paused: IntGauge,
     pub batch_target_rows: IntGauge,
+    pub buffered_bytes: IntGauge,
+    pub assign_failures: IntCounter,
 }
 
 macro_rules! register {
@@ -140,11 +142,21 @@ impl Metrics {
                 .expect("valid metric"),
             partitions_paused: IntGauge::new(
                 "sinker_partitions_paused",
-                "Owned partitions paused because their buffer is full (database slow or down).",
+                "Owned partitions paused because their buffer is full or the byte budget is used up (database slow or down).",
             )
             .expect("valid metric"),
             batch_target_rows: IntGauge::new("sinker_batch_target_rows", "Current target rows per batch.")
                 .expect("valid metric"),
+            buffered_bytes: IntGauge::new(
+                "sinker_buffered_bytes",
+                "Payload and key bytes of records read from Kafka and not yet written or dropped (bounded by --max-buffered-bytes).",
+            )
+            .expect("valid metric"),
+            assign_failures: IntCounter::new(
+                "sinker_assign_failures_total",
+                "Failed attempts to assign partitions in the consumer (retried; partitions left unassigned get no worker).",
+            )
+            .expect("valid metric"),
             registry,
         };
         register!(
@@ -167,6 +179,8 @@ impl Metrics {
             m.partitions_assigned,
             m.partitions_paused,
             m.batch_target_rows,
+            m.buffered_bytes,
+            m.assign_failures,
         );
         // Export every label value from the start, so rates work before the first event.
         for reason in RejectReason::ALL {

@@ -20,11 +20,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use rdkafka::{
-    consumer::{CommitMode, Consumer},
-    message::OwnedMessage,
-    Message, Offset, Timestamp, TopicPartitionList,
-};
+use rdkafka::{consumer::Consumer, message::OwnedMessage, Message, Timestamp};
 use sluice_core::{wire, Event, RejectReason, Rejection};
 use tokio::{
     sync::{mpsc, oneshot},
@@ -33,12 +29,13 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    adaptive::SharedSizer,
+    adaptive::{SharedSizer, Stopwatch},
     backoff::Backoff,
     batch::{BatchPolicy, Pending},
     consumer::{Assignment, SeekRequests, SinkConsumer, RESET_BEYOND_LOG_END},
     dlq::{self, DeadLetters},
     failpoint,
+    flow::Buffered,
     metrics::Metrics,
     store::{self, ErrorKind, Fence, Store},
     stuck::{StuckGuard, StuckPartitions},
@@ -72,7 +69,7 @@ pub struct PartitionState {
 }
 
 pub enum WorkerInput {
-    Record(OwnedMessage),
+    Record(Buffered),
     /// The poll thread moved the fetch position to this offset: records from here on are
     /// from the new position.
     Seeked(i64),
@@ -187,7 +184,7 @@ impl PartitionWorker {
         }
     }
 
-    fn accept(&mut self, msg: OwnedMessage) {
+    fn accept(&mut self, msg: Buffered) {
         if self.abandon.is_cancelled() || self.seeking.is_some() {
             // Leaving (the next owner reads it again), or fetched before a seek back.
             self.state.buffered.fetch_sub(1, Ordering::SeqCst);
@@ -223,6 +220,7 @@ impl PartitionWorker {
         self.position = None;
         self.last_received = None;
         self.state.written.store(-1, Ordering::SeqCst);
+        self.shared.consumer.context().commits.forget(&[self.partition]);
     }
 
     fn discard_pending(&mut self) {
@@ -268,7 +266,7 @@ impl PartitionWorker {
                     self.fence = Some(stored);
                     self.stuck.clear();
                     self.state.written.store(stored, Ordering::SeqCst);
-                    let oldest = self.pending.first().map_or(0, timestamp_ms);
+                    let oldest = self.pending.first().map_or(0, |m| timestamp_ms(m));
                     self.state.oldest_unwritten_ms.store(oldest, Ordering::SeqCst);
                     return;
                 }
@@ -283,7 +281,7 @@ impl PartitionWorker {
                     self.stuck.clear();
                     tracing::warn!(stored, from = batch.from, "offset fence refused the batch: another owner wrote this partition further; skipping what it wrote");
                     let before = batch.records.len();
-                    let rest: Vec<OwnedMessage> = batch.records.into_iter().filter(|m| m.offset() >= stored).collect();
+                    let rest: Vec<Buffered> = batch.records.into_iter().filter(|m| m.offset() >= stored).collect();
                     self.state.buffered.fetch_sub(before - rest.len(), Ordering::SeqCst);
                     self.position = Some(stored);
                     self.fence = Some(stored);
@@ -357,6 +355,9 @@ impl PartitionWorker {
         self.fence = Some(stored);
         self.seeking = Some(stored);
         self.state.written.store(stored, Ordering::SeqCst);
+        // Kafka's copy must come back down with the database: the commit log refuses lower
+        // offsets for a partition it has not forgotten.
+        self.shared.consumer.context().commits.forget(&[self.partition]);
         if self.shared.seeks.send((self.partition, stored)).is_err() {
             tracing::warn!("the poll thread is gone; the partition is read again by its next owner");
         }
@@ -367,13 +368,15 @@ impl PartitionWorker {
         let shared = &self.shared;
         let expected = self.fence.unwrap_or(batch.from);
         if !batch.decode_rejections_sent && !batch.rejections.is_empty() {
-            let letters: Vec<_> = batch.rejections.iter().map(|(i, r)| (&batch.records[*i], r)).collect();
+            let letters: Vec<_> = batch.rejections.iter().map(|(i, r)| (&*batch.records[*i], r)).collect();
             shared.dlq.send_all(&letters).await.map_err(WriteError::DeadLetter)?;
             batch.decode_rejections_sent = true;
         }
-        let started = Instant::now();
+        // The adaptive sizer sees only the database's work, not the waits around it.
+        let mut db = Stopwatch::default();
         let events: Vec<&Event> = batch.events.iter().map(|(_, e)| e).collect();
         let mut tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
+        db.start();
         if let Fence::Conflict { stored } =
             store::advance_offset(&mut tx, &shared.topic, self.partition, expected, batch.to)
                 .await
@@ -387,7 +390,9 @@ impl PartitionWorker {
                 shared.metrics.db_errors.with_label_values(&[ErrorKind::Rejected.label()]).inc();
                 tracing::warn!(error = %e, rows = events.len(), "the database refused a row of the batch; isolating it");
                 drop(tx);
+                db.stop();
                 tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
+                db.start();
                 if let Fence::Conflict { stored } =
                     store::advance_offset(&mut tx, &shared.topic, self.partition, expected, batch.to)
                         .await
@@ -404,8 +409,10 @@ impl PartitionWorker {
                 .iter()
                 .map(|(i, reason)| (batch.events[*i].0, Rejection::new(RejectReason::DatabaseRejected, reason.clone())))
                 .collect();
-            let letters: Vec<_> = rejections.iter().map(|(i, r)| (&batch.records[*i], r)).collect();
+            let letters: Vec<_> = rejections.iter().map(|(i, r)| (&*batch.records[*i], r)).collect();
+            db.stop();
             shared.dlq.send_all(&letters).await.map_err(WriteError::DeadLetter)?;
+            db.start();
             batch.db_rejections = rejections.len();
         }
         failpoint::hit("sinker.before_db_commit");
@@ -416,8 +423,9 @@ impl PartitionWorker {
             _ => WriteError::Db(e),
         })?;
         failpoint::hit("sinker.after_db_commit");
+        db.stop();
         batch.inserted = inserted;
-        batch.commit_seconds = started.elapsed().as_secs_f64();
+        batch.commit_seconds = db.elapsed_at(Instant::now()).as_secs_f64();
         Ok(Written::Done)
     }
 
@@ -439,7 +447,7 @@ impl PartitionWorker {
         self.stuck.clear();
         self.state.written.store(batch.to, Ordering::SeqCst);
         self.state.buffered.fetch_sub(batch.records.len(), Ordering::SeqCst);
-        let oldest = self.pending.first().map_or(0, timestamp_ms);
+        let oldest = self.pending.first().map_or(0, |m| timestamp_ms(m));
         self.state.oldest_unwritten_ms.store(oldest, Ordering::SeqCst);
         tracing::debug!(
             from = batch.from,
@@ -451,12 +459,11 @@ impl PartitionWorker {
 
         // Kafka's committed offset follows the database; it feeds lag monitoring and is the
         // usual resume point. A failed commit is harmless: the database has the truth.
-        let mut tpl = TopicPartitionList::new();
-        if tpl.add_partition_offset(&self.shared.topic, self.partition, Offset::Offset(batch.to)).is_ok() {
-            if let Err(error) = self.shared.consumer.commit(&tpl, CommitMode::Async) {
-                m.kafka_commit_failures.inc();
-                tracing::warn!(%error, "kafka offset commit failed; the database keeps the position");
-            }
+        // Through the commit log: never below an offset already sent (the periodic re-commit
+        // may have read an older `written`).
+        let consumer = &self.shared.consumer;
+        if !consumer.context().commits.commit_async(consumer, &self.shared.topic, &[(self.partition, batch.to)]) {
+            m.kafka_commit_failures.inc();
         }
     }
 
@@ -468,7 +475,7 @@ impl PartitionWorker {
 
 /// A batch decoded once and retried as often as needed.
 struct Prepared {
-    records: Vec<OwnedMessage>,
+    records: Vec<Buffered>,
     /// Decoded events with the index of their record.
     events: Vec<(usize, Event)>,
     /// Records that are not valid events, with the reason.
@@ -482,7 +489,7 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(records: Vec<OwnedMessage>, shared: &Shared, position: Option<i64>) -> Self {
+    fn new(records: Vec<Buffered>, shared: &Shared, position: Option<i64>) -> Self {
         let now = Utc::now();
         let mut events = Vec::with_capacity(records.len());
         let mut rejections = Vec::new();
@@ -492,7 +499,7 @@ impl Prepared {
                 Err(rejection) => rejections.push((i, rejection)),
             }
         }
-        let first = records.first().map_or(0, Message::offset);
+        let first = records.first().map_or(0, |m| m.offset());
         let to = records.last().map_or(first, |m| m.offset() + 1);
         Self {
             from: position.unwrap_or(first).min(first),

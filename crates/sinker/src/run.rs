@@ -18,9 +18,11 @@ use crate::{
     adaptive::{SharedSizer, SizerConfig},
     backoff::Backoff,
     batch::BatchPolicy,
+    commits::CommitLog,
     config::Config,
     consumer::{poll_loop, SinkConsumer, SinkContext},
     dlq::DeadLetters,
+    flow::{prefetch_kbytes, Flow},
     http::{self, Health},
     metrics::Metrics,
     partition::Shared,
@@ -101,9 +103,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         runtime: Handle::current(),
         metrics: metrics.clone(),
         watermarks: Default::default(),
-        revoke_wait: config.drain_timeout + Duration::from_secs(10),
+        revoke_wait: config.drain_timeout + crate::config::REVOKE_MARGIN,
         closing: AtomicBool::new(false),
+        flow: Flow::new(
+            config.kafka.topic.clone(),
+            config.max_buffered_bytes,
+            metrics.buffered_bytes.clone(),
+            metrics.partitions_paused.clone(),
+        ),
+        commits: CommitLog::default(),
     };
+    let prefetch = prefetch_kbytes(config.max_buffered_bytes).to_string();
     let watermarks = context.watermarks.clone();
     let consumer: SinkConsumer = config
         .kafka
@@ -115,8 +125,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 ("session.timeout.ms", "10000"),
                 ("heartbeat.interval.ms", "2000"),
                 ("statistics.interval.ms", "1000"),
-                // Bounds prefetch memory per partition; the worker buffers bound the rest.
-                ("queued.max.messages.kbytes", "16384"),
+                // librdkafka's prefetch: for a subscribed consumer this bounds its one queue, whatever
+                // the partition count (fetch.max.bytes follows it); --max-buffered-bytes bounds the rest.
+                ("queued.max.messages.kbytes", &prefetch),
             ],
             &consumer_guarantees(&config.group),
         )?

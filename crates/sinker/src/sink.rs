@@ -11,21 +11,50 @@ use std::{
     time::Duration,
 };
 
-use rdkafka::{consumer::Consumer, Message, TopicPartitionList};
+use rdkafka::{consumer::Consumer, Message};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     consumer::{commit_sync, Assignment, PollEvent, Watermarks},
+    flow::{Buffered, Reason},
     partition::{PartitionState, PartitionWorker, Shared, WorkerInput},
 };
+
+/// One turn of the dispatcher's loop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<T> {
+    Shutdown,
+    Tick,
+    /// A poll event, or None when the poll thread is gone.
+    Event(Option<T>),
+}
+
+/// Waits for the next thing to do. The order is fixed: shutdown, then the tick, then events.
+/// The tick is ready at most once per period, so it cannot starve the events; an events
+/// channel that is never empty (a busy topic) cannot starve the tick, which resumes
+/// partitions, refreshes lag and re-commits offsets.
+pub async fn next_step<T>(
+    shutdown: &CancellationToken,
+    events: &mut mpsc::Receiver<T>,
+    tick: &mut tokio::time::Interval,
+) -> Step<T> {
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => Step::Shutdown,
+        _ = tick.tick() => Step::Tick,
+        event = events.recv() => Step::Event(event),
+    }
+}
 
 struct Worker {
     inbox: mpsc::UnboundedSender<WorkerInput>,
     state: Arc<PartitionState>,
     abandon: CancellationToken,
     task: tokio::task::JoinHandle<()>,
-    paused: bool,
+    /// Paused because the worker holds --max-buffered-records (the dispatcher's reason; the
+    /// byte budget's is the poll thread's, see flow.rs).
+    records_paused: bool,
 }
 
 pub struct Dispatcher {
@@ -59,24 +88,20 @@ impl Dispatcher {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
         loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                event = events.recv() => match event {
-                    Some(PollEvent::Message(msg)) => self.route(msg),
-                    Some(PollEvent::Assigned(partitions)) => self.start(partitions),
-                    Some(PollEvent::Seeked { partition, offset }) => {
-                        if let Some(worker) = self.workers.get(&partition) {
-                            let _ = worker.inbox.send(WorkerInput::Seeked(offset));
-                        }
+            match next_step(&shutdown, &mut events, &mut tick).await {
+                Step::Shutdown | Step::Event(None) => break,
+                Step::Event(Some(PollEvent::Message(msg))) => self.route(msg),
+                Step::Event(Some(PollEvent::Assigned(partitions))) => self.start(partitions),
+                Step::Event(Some(PollEvent::Seeked { partition, offset })) => {
+                    if let Some(worker) = self.workers.get(&partition) {
+                        let _ = worker.inbox.send(WorkerInput::Seeked(offset));
                     }
-                    Some(PollEvent::Revoked { partitions, lost, ack }) => {
-                        let written = self.stop(&partitions, lost).await;
-                        let _ = ack.send(written);
-                    }
-                    None => break,
-                },
-                _ = tick.tick() => {
+                }
+                Step::Event(Some(PollEvent::Revoked { partitions, lost, ack })) => {
+                    let written = self.stop(&partitions, lost).await;
+                    let _ = ack.send(written);
+                }
+                Step::Tick => {
                     ticks += 1;
                     self.resume_drained();
                     if ticks % 50 == 0 {
@@ -96,7 +121,7 @@ impl Dispatcher {
         let _ = tokio::task::spawn_blocking(move || commit_sync(&consumer, &topic, &written)).await;
     }
 
-    fn route(&mut self, msg: rdkafka::message::OwnedMessage) {
+    fn route(&mut self, msg: Buffered) {
         let partition = msg.partition();
         let Some(worker) = self.workers.get_mut(&partition) else {
             tracing::debug!(partition, offset = msg.offset(), "record for a partition not owned; dropped");
@@ -107,28 +132,31 @@ impl Dispatcher {
             worker.state.buffered.fetch_sub(1, Ordering::SeqCst);
             return;
         }
-        if buffered >= self.max_buffered && !worker.paused && pause_or_resume(&self.shared, partition, true) {
-            worker.paused = true;
-            self.shared.metrics.partitions_paused.inc();
+        if buffered >= self.max_buffered && !worker.records_paused {
+            worker.records_paused = true;
+            self.shared.consumer.context().flow.set(&self.shared.consumer, partition, Reason::Records, true);
             tracing::info!(partition, buffered, "partition paused: its buffer is full (the database is slow or down)");
         }
     }
 
+    /// Resumes partitions whose buffer halved, and those the byte budget paused once the
+    /// total is at half the budget.
     fn resume_drained(&mut self) {
         let low = self.max_buffered / 2;
+        let flow = &self.shared.consumer.context().flow;
         for (&partition, worker) in &mut self.workers {
-            if worker.paused
-                && worker.state.buffered.load(Ordering::SeqCst) <= low
-                && pause_or_resume(&self.shared, partition, false)
-            {
-                worker.paused = false;
-                self.shared.metrics.partitions_paused.dec();
-                tracing::info!(partition, "partition resumed");
+            if worker.records_paused && worker.state.buffered.load(Ordering::SeqCst) <= low {
+                worker.records_paused = false;
+                flow.set(&self.shared.consumer, partition, Reason::Records, false);
+                tracing::info!(partition, "partition's buffer drained");
             }
         }
+        flow.resume_within_budget(&self.shared.consumer);
     }
 
     fn start(&mut self, partitions: Vec<Assignment>) {
+        let owned: Vec<i32> = partitions.iter().map(|a| a.partition).collect();
+        self.shared.consumer.context().commits.forget(&owned);
         for assignment in partitions {
             let partition = assignment.partition;
             let (inbox, rx) = mpsc::unbounded_channel();
@@ -136,7 +164,9 @@ impl Dispatcher {
             let abandon = CancellationToken::new();
             let worker = PartitionWorker::new(assignment, self.shared.clone(), state.clone(), rx, abandon.clone());
             let task = tokio::spawn(worker.run());
-            if let Some(old) = self.workers.insert(partition, Worker { inbox, state, abandon, task, paused: false }) {
+            if let Some(old) =
+                self.workers.insert(partition, Worker { inbox, state, abandon, task, records_paused: false })
+            {
                 tracing::error!(partition, "partition assigned twice; stopping the old worker");
                 old.abandon.cancel();
             }
@@ -149,12 +179,8 @@ impl Dispatcher {
     async fn stop(&mut self, partitions: &[i32], lost: bool) -> Vec<(i32, i64)> {
         let mut replies = Vec::new();
         for partition in partitions {
-            let Some(worker) = self.workers.remove(partition) else {
-                continue;
-            };
-            if worker.paused {
-                self.shared.metrics.partitions_paused.dec();
-            }
+            let Some(worker) = self.workers.remove(partition) else { continue };
+            self.shared.consumer.context().flow.forget(&[*partition]);
             self.shared.metrics.forget_partition(&self.shared.topic, *partition);
             let (reply, answer) = oneshot::channel();
             if lost {
@@ -188,21 +214,17 @@ impl Dispatcher {
     /// a partition assigned at a stored offset past Kafka's and with nothing new to write. The
     /// copy feeds lag monitoring, so it must catch up without waiting for new records. Safe:
     /// `written` only ever holds offsets the database has committed.
+    /// The commit log drops an offset below one already sent (a worker may have committed
+    /// past the `written` read here).
     fn recommit_written(&self) {
-        let mut tpl = TopicPartitionList::new();
-        for (&partition, worker) in &self.workers {
-            let written = worker.state.written.load(Ordering::SeqCst);
-            if written >= 0
-                && tpl.add_partition_offset(&self.shared.topic, partition, rdkafka::Offset::Offset(written)).is_err()
-            {
-                tracing::error!(partition, written, "invalid offset to commit");
-            }
-        }
-        if tpl.count() > 0 {
-            if let Err(error) = self.shared.consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async) {
-                tracing::debug!(%error, "periodic kafka commit not sent");
-            }
-        }
+        let offsets: Vec<(i32, i64)> = self
+            .workers
+            .iter()
+            .map(|(&p, w)| (p, w.state.written.load(Ordering::SeqCst)))
+            .filter(|&(_, w)| w >= 0)
+            .collect();
+        let consumer = &self.shared.consumer;
+        consumer.context().commits.commit_async(consumer, &self.shared.topic, &offsets);
     }
 
     fn update_lag(&self) {
@@ -236,7 +258,15 @@ impl Dispatcher {
     /// librdkafka stops updating a paused partition's high watermark (librdkafka#4996): ask
     /// the broker directly for those, off the async threads, one refresh at a time.
     fn refresh_paused_watermarks(&self) {
-        let paused: Vec<i32> = self.workers.iter().filter(|(_, w)| w.paused).map(|(p, _)| *p).collect();
+        let paused: Vec<i32> = self
+            .shared
+            .consumer
+            .context()
+            .flow
+            .paused_partitions()
+            .into_iter()
+            .filter(|p| self.workers.contains_key(p))
+            .collect();
         if paused.is_empty() || self.refreshing_watermarks.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -257,15 +287,35 @@ impl Dispatcher {
     }
 }
 
-fn pause_or_resume(shared: &Shared, partition: i32, pause: bool) -> bool {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&shared.topic, partition);
-    let result = if pause { shared.consumer.pause(&tpl) } else { shared.consumer.resume(&tpl) };
-    match result {
-        Ok(()) => true,
-        Err(error) => {
-            tracing::warn!(%error, partition, pause, "could not change the partition's fetch state");
-            false
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    use super::{next_step, Step};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_events_channel_does_not_starve_the_tick() {
+        let shutdown = CancellationToken::new();
+        let (tx, mut events) = mpsc::channel(10_000);
+        for i in 0..10_000 {
+            tx.try_send(i).expect("room");
         }
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        assert_eq!(next_step(&shutdown, &mut events, &mut tick).await, Step::Tick, "the first tick is immediate");
+        for round in 0..5 {
+            // Events flow while the tick is not due ...
+            for _ in 0..100 {
+                assert!(matches!(next_step(&shutdown, &mut events, &mut tick).await, Step::Event(Some(_))));
+            }
+            // ... and the tick comes first as soon as it is, though events are still waiting.
+            tokio::time::advance(Duration::from_millis(20)).await;
+            assert_eq!(next_step(&shutdown, &mut events, &mut tick).await, Step::Tick, "round {round}");
+        }
+        shutdown.cancel();
+        assert_eq!(next_step(&shutdown, &mut events, &mut tick).await, Step::Shutdown);
     }
 }

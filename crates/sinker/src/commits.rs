@@ -1,0 +1,120 @@
+//! The one place that commits offsets to Kafka. It remembers the last offset it sent per
+//! partition and never sends a lower one, so Kafka's committed offset only moves forward even
+//! when a worker's commit and the dispatcher's periodic re-commit race (both read `written` at
+//! different moments). Sending the same offset again is allowed: that is what re-commits are for.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use rdkafka::{
+    consumer::{CommitMode, Consumer},
+    Offset, TopicPartitionList,
+};
+
+use crate::consumer::SinkConsumer;
+
+#[derive(Default)]
+pub struct CommitLog {
+    last: Mutex<HashMap<i32, i64>>,
+}
+
+impl CommitLog {
+    /// Keeps the offsets that do not go backwards and records them as the last sent.
+    pub fn admit(&self, offsets: &[(i32, i64)]) -> Vec<(i32, i64)> {
+        let Ok(mut last) = self.last.lock() else {
+            return Vec::new();
+        };
+        admit(&mut last, offsets)
+    }
+
+    /// Forgets partitions whose ownership changed: a new assignment may legitimately start
+    /// below what this process once committed (the database is the source of truth).
+    pub fn forget(&self, partitions: &[i32]) {
+        if let Ok(mut last) = self.last.lock() {
+            for p in partitions {
+                last.remove(p);
+            }
+        }
+    }
+
+    /// Commits asynchronously. The filter and the enqueue happen under one lock, so the order
+    /// of the requests (which the coordinator applies in order) is the order of the offsets.
+    pub fn commit_async(&self, consumer: &SinkConsumer, topic: &str, offsets: &[(i32, i64)]) -> bool {
+        let Ok(mut last) = self.last.lock() else {
+            return false;
+        };
+        let admitted = admit(&mut last, offsets);
+        let Some(tpl) = to_list(topic, &admitted) else {
+            return true;
+        };
+        match consumer.commit(&tpl, CommitMode::Async) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, offsets = ?admitted, "kafka offset commit not sent; the database keeps the position");
+                false
+            }
+        }
+    }
+
+    /// Commits and waits. Used only for partitions without a running worker (revoked, or at
+    /// shutdown), so no other commit of these partitions can interleave; the lock is not held
+    /// while waiting for the broker.
+    pub fn commit_sync(&self, consumer: &SinkConsumer, topic: &str, offsets: &[(i32, i64)]) {
+        let admitted = self.admit(offsets);
+        let Some(tpl) = to_list(topic, &admitted) else {
+            return;
+        };
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => tracing::debug!(offsets = ?admitted, "committed offsets to kafka"),
+            Err(error) => {
+                tracing::warn!(%error, offsets = ?admitted, "kafka offset commit failed; the database keeps the position")
+            }
+        }
+    }
+}
+
+/// The pure rule: an offset below the last one sent for its partition is dropped.
+fn admit(last: &mut HashMap<i32, i64>, offsets: &[(i32, i64)]) -> Vec<(i32, i64)> {
+    let mut admitted = Vec::with_capacity(offsets.len());
+    for &(partition, offset) in offsets {
+        if offset < 0 || last.get(&partition).is_some_and(|&l| offset < l) {
+            continue;
+        }
+        last.insert(partition, offset);
+        admitted.push((partition, offset));
+    }
+    admitted
+}
+
+fn to_list(topic: &str, offsets: &[(i32, i64)]) -> Option<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for &(partition, offset) in offsets {
+        if tpl.add_partition_offset(topic, partition, Offset::Offset(offset)).is_err() {
+            tracing::error!(partition, offset, "invalid offset to commit");
+        }
+    }
+    (tpl.count() > 0).then_some(tpl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CommitLog;
+
+    #[test]
+    fn a_lower_offset_is_never_sent_after_a_higher_one() {
+        let log = CommitLog::default();
+        assert_eq!(log.admit(&[(0, 100), (1, 5)]), vec![(0, 100), (1, 5)]);
+        // The periodic re-commit read `written` before the worker's commit of 200 was sent.
+        assert_eq!(log.admit(&[(0, 200)]), vec![(0, 200)]);
+        assert_eq!(log.admit(&[(0, 100), (1, 5)]), vec![(1, 5)], "equal offsets are re-sent, lower ones never");
+        assert_eq!(log.admit(&[(0, 199)]), vec![]);
+        assert_eq!(log.admit(&[(0, -1)]), vec![], "unknown positions are not offsets");
+    }
+
+    #[test]
+    fn a_new_assignment_may_start_lower() {
+        let log = CommitLog::default();
+        log.admit(&[(3, 500)]);
+        log.forget(&[3]);
+        assert_eq!(log.admit(&[(3, 120)]), vec![(3, 120)]);
+    }
+}
