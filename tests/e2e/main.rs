@@ -16,5 +16,6 @@ mod guarantees;
 mod security;
 mod sinker;
 mod sinker_positions;
+mod sinker_supervision;
 mod skeleton;
 mod unknown_commit;

@@ -2,7 +2,8 @@
 //! kill -9: no flush, no commit) the n-th time (default 1st) execution reaches `<name>`.
 //!
 //! Points: `sinker.before_db_commit`, `sinker.after_db_commit` (after the database commit,
-//! before the Kafka commit).
+//! before the Kafka commit). `sinker.panic_in_worker` panics a partition worker instead (a bug
+//! stand-in), to test that no task of the sinker dies quietly.
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -29,12 +30,24 @@ fn armed() -> Option<&'static Armed> {
         .as_ref()
 }
 
+fn turn_has_come(name: &str) -> bool {
+    armed().is_some_and(|armed| armed.name == name && armed.hits.fetch_add(1, Ordering::SeqCst) + 1 == armed.at)
+}
+
 /// Aborts the process if this point is armed and its turn has come.
 pub fn hit(name: &str) {
-    if let Some(armed) = armed() {
-        if armed.name == name && armed.hits.fetch_add(1, Ordering::SeqCst) + 1 == armed.at {
-            tracing::error!(failpoint = name, "failpoint reached: aborting the process");
-            std::process::abort();
+    if turn_has_come(name) {
+        tracing::error!(failpoint = name, "failpoint reached: aborting the process");
+        std::process::abort();
+    }
+}
+
+/// Panics the calling task if this point is armed and its turn has come.
+pub fn panic_here(name: &str) {
+    if turn_has_come(name) {
+        #[allow(clippy::panic, reason = "a failpoint that stands in for a bug")]
+        {
+            panic!("failpoint {name} reached");
         }
     }
 }

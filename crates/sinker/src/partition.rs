@@ -235,6 +235,7 @@ impl PartitionWorker {
         if records.is_empty() {
             return;
         }
+        failpoint::panic_here("sinker.panic_in_worker");
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         let mut batch = Prepared::new(records, &self.shared, self.position);
         // Set once a COMMIT of this batch had an unknown outcome.

@@ -83,7 +83,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     let stuck = Arc::new(StuckPartitions::new(metrics.partitions_stuck.clone()));
     let health = Arc::new(Health::new(stuck.clone()));
-    let server = tokio::spawn(http::serve(
+    let mut server = tokio::spawn(http::serve(
         config.metrics_listen,
         http::router(metrics.clone(), health.clone()),
         shutdown.clone(),
@@ -93,7 +93,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if until_ok("creating the dead-letter topic", &shutdown, || dlq.ensure_topic(&config.kafka)).await.is_none() {
         return Ok(());
     }
-    tokio::spawn(watch_database(store.clone(), health.clone(), shutdown.clone()));
+    let mut db_watcher = tokio::spawn(watch_database(store.clone(), health.clone(), shutdown.clone()));
 
     let (events_tx, events_rx) = mpsc::channel(4096);
     let context = SinkContext {
@@ -164,7 +164,40 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     });
     let dispatcher = Dispatcher::new(shared, watermarks, config.max_buffered_records, config.drain_timeout);
     tracing::info!(topic = %config.kafka.topic, group = %config.group, "consuming");
-    dispatcher.run(events_rx, shutdown.clone()).await;
+    // No task dies quietly: if the metrics server or the database watcher ends before
+    // shutdown, the dispatcher drains (as on SIGTERM) and the process exits non-zero.
+    let dispatching = dispatcher.run(events_rx, shutdown.clone());
+    tokio::pin!(dispatching);
+    let mut server_result = None;
+    let mut failure = tokio::select! {
+        outcome = &mut dispatching => outcome.err(),
+        served = &mut server, if !shutdown.is_cancelled() => {
+            server_result = Some(());
+            let error = match served {
+                Ok(Ok(())) => anyhow::anyhow!("the metrics server stopped"),
+                Ok(Err(error)) => anyhow::Error::new(error).context(format!("the metrics server on {} failed", config.metrics_listen)),
+                Err(error) => anyhow::anyhow!("the metrics server task failed: {error}"),
+            };
+            if shutdown.is_cancelled() {
+                // Stopped by the shutdown itself (the select saw it before the dispatcher).
+                dispatching.await.err()
+            } else {
+                tracing::error!(error = format!("{error:#}"), "shutting down: a background task stopped");
+                shutdown.cancel();
+                dispatching.await.err().or(Some(error))
+            }
+        }
+        watched = &mut db_watcher, if !shutdown.is_cancelled() => {
+            let error = anyhow::anyhow!("the database watcher stopped ({})", watched.err().map_or("returned".to_owned(), |e| e.to_string()));
+            if shutdown.is_cancelled() {
+                dispatching.await.err()
+            } else {
+                tracing::error!(error = format!("{error:#}"), "shutting down: a background task stopped");
+                shutdown.cancel();
+                dispatching.await.err().or(Some(error))
+            }
+        }
+    };
 
     // Leave the group from the poll thread, which also closes the consumer.
     health.consuming.store(false, Ordering::SeqCst);
@@ -174,7 +207,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await?
         .map_err(|_| anyhow::anyhow!("the poll thread panicked"))?;
     shutdown.cancel();
-    server.await??;
+    if server_result.is_none() {
+        if let Err(error) = server.await.map_err(anyhow::Error::from).and_then(|r| r.map_err(anyhow::Error::from)) {
+            failure.get_or_insert(error);
+        }
+    }
+    if let Some(error) = failure {
+        return Err(error);
+    }
     tracing::info!("sinker stopped cleanly");
     Ok(())
 }

@@ -80,13 +80,23 @@ impl Dispatcher {
 
     /// Runs until shutdown or until the poll thread is gone; then drains every partition and
     /// commits what was written.
-    pub async fn run(mut self, mut events: mpsc::Receiver<PollEvent>, shutdown: CancellationToken) {
+    ///
+    /// A partition worker that ends by itself (a panic: workers only end when told to) is an
+    /// error: the dispatcher drains the other partitions and returns it, so the process exits
+    /// non-zero and the group moves the partition to a healthy sinker, instead of leaving it
+    /// owned and never written.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<PollEvent>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         // Resuming a drained partition promptly matters: a paused partition's prefetched
         // records were dropped, so after a resume the consumer must fetch again before the
         // worker has anything to write.
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
+        let mut failure = None;
         loop {
             match next_step(&shutdown, &mut events, &mut tick).await {
                 Step::Shutdown | Step::Event(None) => break,
@@ -103,6 +113,14 @@ impl Dispatcher {
                 }
                 Step::Tick => {
                     ticks += 1;
+                    if let Some(error) = self.dead_worker().await {
+                        tracing::error!(
+                            error = format!("{error:#}"),
+                            "a partition worker died; draining the others and exiting so the group moves its partition"
+                        );
+                        failure = Some(error);
+                        break;
+                    }
                     self.resume_drained();
                     if ticks % 50 == 0 {
                         self.update_lag();
@@ -119,6 +137,30 @@ impl Dispatcher {
         let consumer = self.shared.consumer.clone();
         let topic = self.shared.topic.clone();
         let _ = tokio::task::spawn_blocking(move || commit_sync(&consumer, &topic, &written)).await;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// A worker whose task ended although nobody stopped it, removed and described.
+    async fn dead_worker(&mut self) -> Option<anyhow::Error> {
+        let partition = self.workers.iter().find(|(_, w)| w.task.is_finished()).map(|(p, _)| *p)?;
+        let worker = self.workers.remove(&partition)?;
+        self.shared.consumer.context().flow.forget(&[partition]);
+        self.shared.metrics.partitions_assigned.set(self.workers.len() as i64);
+        let how = match worker.task.await {
+            Ok(()) => "returned".to_owned(),
+            Err(error) => match error.try_into_panic() {
+                Ok(payload) => {
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(no message)".to_owned());
+                    format!("panicked: {message}")
+                }
+                Err(error) => format!("was cancelled: {error}"),
+            },
+        };
+        Some(anyhow::anyhow!("the worker of partition {partition} stopped unexpectedly ({how})"))
     }
 
     fn route(&mut self, msg: Buffered) {
