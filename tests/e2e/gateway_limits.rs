@@ -254,3 +254,29 @@ async fn an_over_limit_upload_with_a_declared_length_reads_its_413_every_time() 
     }
     assert_eq!(env.high_watermarks().values().sum::<i64>(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_decided_from_the_headers_are_read_by_a_client_still_uploading() {
+    let env = TestEnv::new(1).await;
+    let gateway = ready_gateway(&env, &["--api-keys", "secret-key"]).await;
+    // 401 (no key) and 415 (wrong type) are decided before the body is read; the client must
+    // still read them, not a reset (the 429 of backpressure takes the same path).
+    for attempt in 0..6 {
+        let (key, content_type, expected) = if attempt % 2 == 0 {
+            ("wrong-key", "application/json", (401, "unauthorized"))
+        } else {
+            ("secret-key", "text/csv", (415, "unsupported_media_type"))
+        };
+        let r = Client::new()
+            .post(gateway.url("/v1/events"))
+            .bearer_auth(key)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(vec![b'['; 8 * 1024 * 1024])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("attempt {attempt}: {e:?}"));
+        let (status, error) = error_of(r).await;
+        assert_eq!((status.as_u16(), error["code"].as_str()), (expected.0, Some(expected.1)), "attempt {attempt}");
+    }
+    assert_eq!(env.high_watermarks().values().sum::<i64>(), 0);
+}

@@ -124,7 +124,9 @@ async fn a_recreated_topic_is_read_from_its_start() {
     assert_eq!(env.sink_offsets().await.get(&0), Some(&15));
     let all: HashSet<Uuid> = first.iter().chain(&second).chain(&third).copied().collect();
     assert_eq!(stored_ids(&env).await, all);
-    assert_eq!(sinker.metric("sinker_offset_resets_total", &[("reason", "beyond_log_end")]).await, Some(1.0));
+    // At least once: a rebalance before the first write notices the stale offset again.
+    let resets = sinker.metric("sinker_offset_resets_total", &[("reason", "beyond_log_end")]).await.unwrap_or(0.0);
+    assert!(resets >= 1.0, "the restart from the log start is counted: {resets}");
     assert!(sinker.logs().contains("beyond the log end"), "{}", sinker.logs());
 }
 
@@ -160,7 +162,9 @@ async fn a_topic_recreated_under_a_running_sinker_is_read_from_its_start() {
     assert_eq!(env.sink_offsets().await.get(&0), Some(&10));
     let all: HashSet<Uuid> = first.iter().chain(&second).copied().collect();
     assert_eq!(stored_ids(&env).await, all);
-    assert_eq!(sinker.metric("sinker_offset_resets_total", &[("reason", "beyond_log_end")]).await, Some(1.0));
+    // At least once: a rebalance before the first write notices the stale offset again.
+    let resets = sinker.metric("sinker_offset_resets_total", &[("reason", "beyond_log_end")]).await.unwrap_or(0.0);
+    assert!(resets >= 1.0, "the restart from the log start is counted: {resets}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

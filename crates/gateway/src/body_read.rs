@@ -50,6 +50,14 @@ pub async fn read(body: Body, headers: &HeaderMap, max_bytes: usize, timeout: Du
     }
 }
 
+/// A request refused before its body was read (401, 415, 429): the body is drained in the
+/// background, as for a 413, so the client reads the answer rather than a reset.
+pub fn refuse_unread(body: Body, headers: &HeaderMap, timeout: Duration) {
+    if !expects_continue(headers) {
+        discard_rest(body.into_data_stream(), Instant::now() + timeout);
+    }
+}
+
 fn declared_length(headers: &HeaderMap) -> Option<usize> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }

@@ -79,14 +79,25 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, requ
 
 async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body) -> Result<Response, ApiError> {
     let config = &state.config;
-    let Some(client) = auth::client(&config.api_keys, headers) else {
-        return Err(ApiError::Unauthorized);
+    // Refusals decided from the headers alone: the body is not read, but it is drained in the
+    // background so that the client reads the answer (a 429's Retry-After above all) instead
+    // of a connection reset.
+    let early = (|| {
+        let client = auth::client(&config.api_keys, headers).ok_or(ApiError::Unauthorized)?;
+        if let Some((lag, retry_after)) = state.backpressure.check() {
+            state.metrics.throttled_requests.with_label_values(&["lag"]).inc();
+            return Err(ApiError::Throttled { lag, retry_after });
+        }
+        let format = body::format(header_str(headers, header::CONTENT_TYPE))?;
+        Ok((client, format))
+    })();
+    let (client, format) = match early {
+        Ok(checked) => checked,
+        Err(error) => {
+            body_read::refuse_unread(request_body, headers, config.body_read_timeout);
+            return Err(error);
+        }
     };
-    if let Some((lag, retry_after)) = state.backpressure.check() {
-        state.metrics.throttled_requests.with_label_values(&["lag"]).inc();
-        return Err(ApiError::Throttled { lag, retry_after });
-    }
-    let format = body::format(header_str(headers, header::CONTENT_TYPE))?;
     let encoding = header_str(headers, header::CONTENT_ENCODING);
     let limit = config.max_body_bytes;
     let raw = body_read::read(request_body, headers, limit, config.body_read_timeout).await?;

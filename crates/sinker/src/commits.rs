@@ -3,7 +3,13 @@
 //! when a worker's commit and the dispatcher's periodic re-commit race (both read `written` at
 //! different moments). Sending the same offset again is allowed: that is what re-commits are for.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Mutex,
+    },
+};
 
 use rdkafka::{
     consumer::{CommitMode, Consumer},
@@ -32,6 +38,42 @@ impl CommitLog {
         if let Ok(mut last) = self.last.lock() {
             for p in partitions {
                 last.remove(p);
+            }
+        }
+    }
+
+    /// Moves a partition's written offset back (a worker going back to a restored database's
+    /// offset, or a log that started over) and forgets what was sent for it, in one step under
+    /// the lock: a periodic re-commit that read the old, higher `written` cannot slip in between
+    /// and put Kafka ahead of the database again (see [`Self::commit_written_async`]).
+    pub fn rewind(&self, partition: i32, written: &AtomicI64, to: i64) {
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.remove(&partition);
+        written.store(to, Ordering::SeqCst);
+    }
+
+    /// The periodic re-commit: reads each partition's written offset under the lock, so a
+    /// concurrent [`Self::rewind`] is either wholly before it or wholly after it.
+    pub fn commit_written_async<'a>(
+        &self,
+        consumer: &SinkConsumer,
+        topic: &str,
+        written: impl IntoIterator<Item = (i32, &'a AtomicI64)>,
+    ) -> bool {
+        let Ok(mut last) = self.last.lock() else {
+            return false;
+        };
+        let offsets: Vec<(i32, i64)> =
+            written.into_iter().map(|(p, w)| (p, w.load(Ordering::SeqCst))).filter(|&(_, w)| w >= 0).collect();
+        let admitted = admit(&mut last, &offsets);
+        let Some(tpl) = to_list(topic, &admitted) else {
+            return true;
+        };
+        match consumer.commit(&tpl, CommitMode::Async) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, offsets = ?admitted, "kafka offset commit not sent; the database keeps the position");
+                false
             }
         }
     }
@@ -116,5 +158,19 @@ mod tests {
         log.admit(&[(3, 500)]);
         log.forget(&[3]);
         assert_eq!(log.admit(&[(3, 120)]), vec![(3, 120)]);
+    }
+
+    #[test]
+    fn a_rewind_lowers_written_and_lets_the_lower_offset_through_once() {
+        let log = CommitLog::default();
+        let written = std::sync::atomic::AtomicI64::new(900);
+        log.admit(&[(2, 900)]);
+        // The database went back to 300: the worker rewinds; what the re-commit reads from now
+        // on is 300, and 300 is admitted although 900 was sent.
+        log.rewind(2, &written, 300);
+        assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 300);
+        assert_eq!(log.admit(&[(2, written.load(std::sync::atomic::Ordering::SeqCst))]), vec![(2, 300)]);
+        assert_eq!(log.admit(&[(2, 900)]), vec![(2, 900)], "moving forward again is normal");
+        assert_eq!(log.admit(&[(2, 300)]), vec![], "but never back without a rewind");
     }
 }

@@ -64,6 +64,9 @@ pub struct Assignment {
     /// The database's stored next offset, the value the first batch's compare-and-set expects
     /// (None: the database has no row). Differs from `start` when the log started over.
     pub fence: Option<i64>,
+    /// Whether `fence` was read from the database; false when the read failed at assignment,
+    /// and the worker reads it before its first write.
+    pub fence_known: bool,
 }
 
 /// Workers ask the poll thread to move a partition's fetch position back, (partition, offset).
@@ -171,7 +174,11 @@ impl SinkContext {
             let mut start = resume_offset(s, c);
             if stored_known.is_some() && kafka_ahead(s, c) {
                 self.metrics.kafka_ahead_of_database.inc();
-                tracing::warn!(topic = %self.topic, partition, stored = ?s, committed = ?c, "kafka's committed offset is ahead of the database's (a restored database or a lagging replica?); resuming at the database's offset, so the missing rows are written again");
+                if s.is_some() {
+                    tracing::warn!(topic = %self.topic, partition, stored = ?s, committed = ?c, "kafka's committed offset is ahead of the database's (a restored database or a lagging replica?); resuming at the database's offset, so the missing rows are written again");
+                } else {
+                    tracing::warn!(topic = %self.topic, partition, committed = ?c, "the database has no offset for this partition but kafka has progress (a database restored from before its first row, or sink_offsets emptied?); resuming at kafka's committed offset: rows below it that the database lacks are not written again (reset the group's offsets to re-read them)");
+                }
             }
             let mut from_log_start = false;
             if let (Some(offset), true) = (start, watermarks_readable) {
@@ -202,7 +209,7 @@ impl SinkContext {
                 }
             }
             tracing::info!(topic = %self.topic, partition, start = ?start, stored = ?s, committed = ?c, "partition assigned");
-            assigned.push(Assignment { partition, start, fence: s });
+            assigned.push(Assignment { partition, start, fence: s, fence_known: stored_known.is_some() });
         }
         let assigned = self.assign(consumer, tpl, assigned);
         if !assigned.is_empty() {

@@ -91,6 +91,8 @@ pub struct PartitionWorker {
     /// The stored next offset as far as this worker knows (None: no row known); the next
     /// batch's compare-and-set expects exactly this value.
     fence: Option<i64>,
+    /// Whether `fence` came from the database (see [`Assignment::fence_known`]).
+    fence_known: bool,
     /// The last record received (held, written or dropped). One fetch stream delivers offsets
     /// in increasing order; a step back means the log started over.
     last_received: Option<i64>,
@@ -126,7 +128,7 @@ impl PartitionWorker {
         inbox: mpsc::UnboundedReceiver<WorkerInput>,
         abandon: CancellationToken,
     ) -> Self {
-        let Assignment { partition, start, fence } = assignment;
+        let Assignment { partition, start, fence, fence_known } = assignment;
         state.written.store(start.unwrap_or(-1), Ordering::SeqCst);
         let stuck = StuckGuard::new(partition, shared.stuck.clone());
         Self {
@@ -137,6 +139,7 @@ impl PartitionWorker {
             abandon,
             position: start,
             fence,
+            fence_known,
             last_received: None,
             seeking: None,
             pending: Pending::default(),
@@ -219,8 +222,7 @@ impl PartitionWorker {
         tracing::warn!(offset = msg.offset(), last_received = ?self.last_received, position = ?self.position, stored = ?self.fence, "the partition's log started over below the written position (the topic was deleted and created again, or its log truncated); writing it again from its start");
         self.position = None;
         self.last_received = None;
-        self.state.written.store(-1, Ordering::SeqCst);
-        self.shared.consumer.context().commits.forget(&[self.partition]);
+        self.shared.consumer.context().commits.rewind(self.partition, &self.state.written, -1);
     }
 
     fn discard_pending(&mut self) {
@@ -244,6 +246,26 @@ impl PartitionWorker {
             if self.abandon.is_cancelled() {
                 self.give_up(batch.records.len());
                 return;
+            }
+            if !self.fence_known {
+                // Never write with an unknown fence: a stale stored offset (a recreated topic)
+                // would otherwise look like another owner's progress and new records be skipped.
+                match self.shared.store.load_offsets(&self.shared.topic, &[self.partition]).await {
+                    Ok(stored) => {
+                        self.fence = fence_to_expect(self.position, stored.get(&self.partition).copied());
+                        self.fence_known = true;
+                        tracing::info!(stored = ?stored.get(&self.partition), position = ?self.position, "read the partition's stored offset that was unknown at assignment");
+                    }
+                    Err(error) => {
+                        let delay = backoff.next_delay();
+                        tracing::warn!(%error, retry_in = ?delay, "the partition's stored offset cannot be read yet; nothing is written before it is known");
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = self.abandon.cancelled() => {}
+                        }
+                        continue;
+                    }
+                }
             }
             let attempt = tokio::select! {
                 result = self.write(&mut batch) => Some(result),
@@ -355,10 +377,9 @@ impl PartitionWorker {
         self.position = Some(stored);
         self.fence = Some(stored);
         self.seeking = Some(stored);
-        self.state.written.store(stored, Ordering::SeqCst);
         // Kafka's copy must come back down with the database: the commit log refuses lower
-        // offsets for a partition it has not forgotten.
-        self.shared.consumer.context().commits.forget(&[self.partition]);
+        // offsets for a partition it has not rewound.
+        self.shared.consumer.context().commits.rewind(self.partition, &self.state.written, stored);
         if self.shared.seeks.send((self.partition, stored)).is_err() {
             tracing::warn!("the poll thread is gone; the partition is read again by its next owner");
         }
@@ -529,6 +550,19 @@ fn stuck_reason(partition: i32, what: &str, error: &dyn Display) -> String {
     format!("partition {partition} is stuck: {what}: {error}; fix it, the sinker keeps retrying")
 }
 
+/// What the first compare-and-set expects once the stored offset is read late. Reading from a
+/// log start (`position` None: nothing was known, or the log started over), the stored offset
+/// is replaced whatever it is (a stale one from a recreated topic must not skip new records;
+/// at worst written ids are read again and skipped by their keys). Otherwise the batch's own
+/// start is expected, and the exact fence sorts out a database ahead (another owner: skip) or
+/// behind (a restore: go back).
+fn fence_to_expect(position: Option<i64>, stored: Option<i64>) -> Option<i64> {
+    match position {
+        None => stored,
+        Some(_) => None,
+    }
+}
+
 fn record_time(msg: &OwnedMessage) -> Option<DateTime<Utc>> {
     match msg.timestamp() {
         Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => DateTime::from_timestamp_millis(ms),
@@ -542,7 +576,19 @@ fn timestamp_ms(msg: &OwnedMessage) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::steps_back;
+    use super::{fence_to_expect, steps_back};
+
+    #[test]
+    fn a_fence_read_late_never_skips_records_read_from_a_log_start() {
+        // Reading from the log start (a recreated topic, or nothing known): the stale stored
+        // offset is what the first compare-and-set expects, so it is replaced, not obeyed.
+        assert_eq!(fence_to_expect(None, Some(500)), Some(500));
+        assert_eq!(fence_to_expect(None, None), None);
+        // Resuming at a position: the batch's own start is expected; the exact fence then
+        // tells a database ahead (skip) from one behind (go back).
+        assert_eq!(fence_to_expect(Some(40), Some(500)), None);
+        assert_eq!(fence_to_expect(Some(40), Some(10)), None);
+    }
 
     #[test]
     fn a_log_that_starts_over_is_noticed() {

@@ -259,14 +259,9 @@ impl Dispatcher {
     /// The commit log drops an offset below one already sent (a worker may have committed
     /// past the `written` read here).
     fn recommit_written(&self) {
-        let offsets: Vec<(i32, i64)> = self
-            .workers
-            .iter()
-            .map(|(&p, w)| (p, w.state.written.load(Ordering::SeqCst)))
-            .filter(|&(_, w)| w >= 0)
-            .collect();
         let consumer = &self.shared.consumer;
-        consumer.context().commits.commit_async(consumer, &self.shared.topic, &offsets);
+        let written = self.workers.iter().map(|(&p, w)| (p, &w.state.written));
+        consumer.context().commits.commit_written_async(consumer, &self.shared.topic, written);
     }
 
     fn update_lag(&self) {
