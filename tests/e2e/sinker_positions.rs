@@ -100,18 +100,7 @@ async fn a_recreated_topic_is_read_from_its_start() {
 
     // The topic goes away and comes back with the same name: its offsets start at 0 again,
     // below the stored 30.
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &env.brokers).create().expect("admin");
-    for result in admin.delete_topics(&[&env.topic], &AdminOptions::new()).await.expect("delete topic") {
-        result.expect("topic deleted");
-    }
-    eventually(WAIT, "the topic is gone", || async {
-        let consumer = crate::helpers::base_consumer(&env.brokers, None);
-        let md = consumer.fetch_metadata(Some(&env.topic), Duration::from_secs(5)).ok()?;
-        md.topics().iter().all(|t| t.name() != env.topic || t.error().is_some()).then_some(())
-    })
-    .await;
-    create_topic(&env.brokers, &env.topic, 1).await;
+    recreate_topic(&env).await;
     let second = new_ids(10);
     produce(&env, &second).await;
 

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use tokio::task::{Id, JoinError, JoinSet};
+use tokio::task::{Id, JoinSet};
 
 /// Background tasks by name; [`Self::first_exit`] resolves when any of them ends.
 #[derive(Default)]
@@ -28,7 +28,7 @@ impl Background {
     pub async fn first_exit(&mut self) -> anyhow::Error {
         let (id, panic) = match self.set.join_next_with_id().await {
             Some(Ok((id, ()))) => (id, None),
-            Some(Err(error)) => (error.id(), Some(describe(error))),
+            Some(Err(error)) => (error.id(), Some(sluice_core::task::describe_exit(error))),
             None => return std::future::pending().await,
         };
         let name = self.names.get(&id).copied().unwrap_or("unnamed");
@@ -41,20 +41,6 @@ impl Background {
     /// Stops every task (at shutdown).
     pub fn abort_all(&mut self) {
         self.set.abort_all();
-    }
-}
-
-fn describe(error: JoinError) -> String {
-    match error.try_into_panic() {
-        Ok(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(no message)".to_owned());
-            format!("panicked: {message}")
-        }
-        Err(error) => format!("was cancelled: {error}"),
     }
 }
 

@@ -65,17 +65,7 @@ impl CommitLog {
         };
         let offsets: Vec<(i32, i64)> =
             written.into_iter().map(|(p, w)| (p, w.load(Ordering::SeqCst))).filter(|&(_, w)| w >= 0).collect();
-        let admitted = admit(&mut last, &offsets);
-        let Some(tpl) = to_list(topic, &admitted) else {
-            return true;
-        };
-        match consumer.commit(&tpl, CommitMode::Async) {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::warn!(%error, offsets = ?admitted, "kafka offset commit not sent; the database keeps the position");
-                false
-            }
-        }
+        send_async(consumer, topic, &admit(&mut last, &offsets))
     }
 
     /// Commits asynchronously. The filter and the enqueue happen under one lock, so the order
@@ -84,17 +74,7 @@ impl CommitLog {
         let Ok(mut last) = self.last.lock() else {
             return false;
         };
-        let admitted = admit(&mut last, offsets);
-        let Some(tpl) = to_list(topic, &admitted) else {
-            return true;
-        };
-        match consumer.commit(&tpl, CommitMode::Async) {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::warn!(%error, offsets = ?admitted, "kafka offset commit not sent; the database keeps the position");
-                false
-            }
-        }
+        send_async(consumer, topic, &admit(&mut last, offsets))
     }
 
     /// Commits and waits. Used only for partitions without a running worker (revoked, or at
@@ -110,6 +90,21 @@ impl CommitLog {
             Err(error) => {
                 tracing::warn!(%error, offsets = ?admitted, "kafka offset commit failed; the database keeps the position")
             }
+        }
+    }
+}
+
+/// Sends an async commit of what the log admitted (call with the log's lock held, so requests
+/// leave in the order of their offsets). Returns whether it was sent.
+fn send_async(consumer: &SinkConsumer, topic: &str, admitted: &[(i32, i64)]) -> bool {
+    let Some(tpl) = to_list(topic, admitted) else {
+        return true;
+    };
+    match consumer.commit(&tpl, CommitMode::Async) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(%error, offsets = ?admitted, "kafka offset commit not sent; the database keeps the position");
+            false
         }
     }
 }

@@ -169,33 +169,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let dispatching = dispatcher.run(events_rx, shutdown.clone());
     tokio::pin!(dispatching);
     let mut server_result = None;
-    let mut failure = tokio::select! {
-        outcome = &mut dispatching => outcome.err(),
+    // Ok: the dispatcher ended first, with its outcome; Err: a background task ended first.
+    let first = tokio::select! {
+        outcome = &mut dispatching => Ok(outcome),
         served = &mut server, if !shutdown.is_cancelled() => {
             server_result = Some(());
-            let error = match served {
+            Err(match served {
                 Ok(Ok(())) => anyhow::anyhow!("the metrics server stopped"),
                 Ok(Err(error)) => anyhow::Error::new(error).context(format!("the metrics server on {} failed", config.metrics_listen)),
                 Err(error) => anyhow::anyhow!("the metrics server task failed: {error}"),
-            };
-            if shutdown.is_cancelled() {
-                // Stopped by the shutdown itself (the select saw it before the dispatcher).
-                dispatching.await.err()
-            } else {
-                tracing::error!(error = format!("{error:#}"), "shutting down: a background task stopped");
-                shutdown.cancel();
-                dispatching.await.err().or(Some(error))
-            }
+            })
         }
         watched = &mut db_watcher, if !shutdown.is_cancelled() => {
-            let error = anyhow::anyhow!("the database watcher stopped ({})", watched.err().map_or("returned".to_owned(), |e| e.to_string()));
-            if shutdown.is_cancelled() {
-                dispatching.await.err()
-            } else {
-                tracing::error!(error = format!("{error:#}"), "shutting down: a background task stopped");
-                shutdown.cancel();
-                dispatching.await.err().or(Some(error))
-            }
+            Err(anyhow::anyhow!("the database watcher stopped ({})", watched.err().map_or("returned".to_owned(), |e| e.to_string())))
+        }
+    };
+    let mut failure = match first {
+        Ok(outcome) => outcome.err(),
+        // Stopped by the shutdown itself (the select saw it before the dispatcher ended).
+        Err(_) if shutdown.is_cancelled() => dispatching.await.err(),
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "shutting down: a background task stopped");
+            shutdown.cancel();
+            dispatching.await.err().or(Some(error))
         }
     };
 

@@ -148,17 +148,7 @@ impl Dispatcher {
         self.shared.metrics.partitions_assigned.set(self.workers.len() as i64);
         let how = match worker.task.await {
             Ok(()) => "returned".to_owned(),
-            Err(error) => match error.try_into_panic() {
-                Ok(payload) => {
-                    let message = payload
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "(no message)".to_owned());
-                    format!("panicked: {message}")
-                }
-                Err(error) => format!("was cancelled: {error}"),
-            },
+            Err(error) => sluice_core::task::describe_exit(error),
         };
         Some(anyhow::anyhow!("the worker of partition {partition} stopped unexpectedly ({how})"))
     }

@@ -1,12 +1,13 @@
 //! What the gateway and the sinker share: the event and its validation ([`event`]), the Kafka
 //! wire format ([`wire`]), Kafka client settings ([`kafka`]), and process plumbing (logging,
-//! shutdown, metrics rendering, secret redaction).
+//! shutdown, metrics rendering, secret redaction, how a task ended).
 
 pub mod event;
 pub mod kafka;
 pub mod metrics;
 pub mod secret;
 pub mod shutdown;
+pub mod task;
 pub mod telemetry;
 pub mod wire;
 
