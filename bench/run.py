@@ -275,7 +275,8 @@ class Bench:
         while True:
             # Progress from the sinker's own fence rows: cheap, unlike count(*) on a growing table,
             # which would steal CPU from the run it measures. Prefilled topics start at offset 0.
-            n = int(psql(url, f"SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE topic = '{topic}'"))
+            n = int(psql(url, "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets"
+                             f" WHERE consumer_group = '{group}' AND topic = '{topic}'"))
             series.append((time.time() - start, n))
             peak = max([peak] + [p.rss_mb() or 0 for p in procs])
             if n >= events:

@@ -187,12 +187,20 @@ impl TestEnv {
         eventually(timeout, &what, || async { (self.row_count().await >= expected).then_some(()) }).await;
     }
 
+    /// The test's sinker group's stored next offsets.
     pub async fn sink_offsets(&self) -> HashMap<i32, i64> {
-        let rows: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, next_offset FROM sink_offsets WHERE topic = $1")
-            .bind(&self.topic)
-            .fetch_all(&self.pool)
-            .await
-            .unwrap_or_default();
+        self.sink_offsets_of(&self.group).await
+    }
+
+    /// One sinker group's stored next offsets of the test's topic.
+    pub async fn sink_offsets_of(&self, group: &str) -> HashMap<i32, i64> {
+        let rows: Vec<(i32, i64)> =
+            sqlx::query_as("SELECT partition, next_offset FROM sink_offsets WHERE consumer_group = $1 AND topic = $2")
+                .bind(group)
+                .bind(&self.topic)
+                .fetch_all(&self.pool)
+                .await
+                .unwrap_or_default();
         rows.into_iter().collect()
     }
 
@@ -207,18 +215,28 @@ impl TestEnv {
     /// Waits until the database's and Kafka's offsets both equal the high watermarks
     /// (partitions never written to count as 0).
     pub async fn wait_offsets_at_high_watermarks(&self, timeout: Duration) {
+        self.wait_group_at_high_watermarks(&self.group, timeout).await;
+    }
+
+    /// Waits until one sinker group's offsets, in the database and in Kafka, both equal the high
+    /// watermarks (partitions never written to count as 0).
+    pub async fn wait_group_at_high_watermarks(&self, group: &str, timeout: Duration) {
         let high = self.high_watermarks();
         let expected: HashMap<i32, i64> = high.into_iter().filter(|(_, h)| *h > 0).collect();
-        eventually(timeout, "sink_offsets and kafka commits at the high watermarks", || async {
-            let stored = self.sink_offsets().await;
-            let committed = self.committed();
+        let what = format!("sink_offsets and kafka commits of {group} at the high watermarks");
+        let committed = || committed_offsets(&self.brokers, group, &self.topic);
+        eventually(timeout, &what, || async {
+            let stored = self.sink_offsets_of(group).await;
+            let committed = committed();
             let stored_ok = expected.iter().all(|(p, h)| stored.get(p) == Some(h));
             let committed_ok = expected.iter().all(|(p, h)| committed.get(p) == Some(h));
             (stored_ok && committed_ok).then_some(())
         })
         .await;
-        assert_eq!(self.sink_offsets().await.into_iter().filter(|(_, o)| *o > 0).collect::<HashMap<_, _>>(), expected);
-        assert_eq!(self.committed().into_iter().filter(|(_, o)| *o > 0).collect::<HashMap<_, _>>(), expected);
+        let positive =
+            |offsets: HashMap<i32, i64>| offsets.into_iter().filter(|(_, o)| *o > 0).collect::<HashMap<_, _>>();
+        assert_eq!(positive(self.sink_offsets_of(group).await), expected, "{group}'s stored offsets");
+        assert_eq!(positive(committed()), expected, "{group}'s kafka commits");
     }
 
     pub fn producer(&self) -> FutureProducer {

@@ -43,12 +43,16 @@ async fn stored_ids(env: &TestEnv) -> HashSet<Uuid> {
 async fn restore_to(env: &TestEnv, ids: &[Uuid], keep: usize) {
     let gone: Vec<Uuid> = ids[keep..].to_vec();
     sqlx::query("DELETE FROM events WHERE id = ANY($1)").bind(&gone).execute(&env.pool).await.expect("delete rows");
-    sqlx::query("UPDATE sink_offsets SET next_offset = $1 WHERE topic = $2 AND partition = 0")
-        .bind(keep as i64)
-        .bind(&env.topic)
-        .execute(&env.pool)
-        .await
-        .expect("set the fence back");
+    let restored = sqlx::query(
+        "UPDATE sink_offsets SET next_offset = $1 WHERE consumer_group = $2 AND topic = $3 AND partition = 0",
+    )
+    .bind(keep as i64)
+    .bind(&env.group)
+    .bind(&env.topic)
+    .execute(&env.pool)
+    .await
+    .expect("set the fence back");
+    assert_eq!(restored.rows_affected(), 1, "the sinker's fence row");
 }
 
 #[tokio::test(flavor = "multi_thread")]

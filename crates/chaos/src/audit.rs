@@ -83,10 +83,13 @@ pub async fn stored_ids(pool: &sqlx::PgPool) -> anyhow::Result<(i64, HashSet<Uui
     Ok((rows, ids.into_iter().collect()))
 }
 
-pub async fn sink_offsets(pool: &sqlx::PgPool, topic: &str) -> anyhow::Result<HashMap<i32, i64>> {
-    let rows: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, next_offset FROM sink_offsets WHERE topic = $1")
-        .bind(topic)
-        .fetch_all(pool)
-        .await?;
+/// The sinker group's stored next offsets of the topic (other groups' rows are theirs).
+pub async fn sink_offsets(pool: &sqlx::PgPool, group: &str, topic: &str) -> anyhow::Result<HashMap<i32, i64>> {
+    let rows: Vec<(i32, i64)> =
+        sqlx::query_as("SELECT partition, next_offset FROM sink_offsets WHERE consumer_group = $1 AND topic = $2")
+            .bind(group)
+            .bind(topic)
+            .fetch_all(pool)
+            .await?;
     Ok(rows.into_iter().collect())
 }

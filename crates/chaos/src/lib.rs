@@ -276,7 +276,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         .max_connections(1)
         .connect(&format!("{database_url}?application_name=chaos-harness"))
         .await?;
-    let progress = ProgressMonitor::start(stack.brokers(), topic.clone(), monitor_pool.clone(), start);
+    let progress =
+        ProgressMonitor::start(stack.brokers(), sys.group.clone(), topic.clone(), monitor_pool.clone(), start);
     let memory = soak.then(|| {
         soak::MemorySampler::start(
             sys.gateway.iter().chain(sys.sinkers.iter()).map(|p| (p.name.clone(), p.pid())).collect(),
@@ -295,7 +296,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         };
         report.say(format!("{:>6.1}s {fault:?}: {line}", start.elapsed().as_secs_f64()));
         if soak {
-            let took = soak::caught_up(&stack.brokers(), &topic, &monitor_pool, Duration::from_secs(120)).await;
+            let took =
+                soak::caught_up(&stack.brokers(), &sys.group, &topic, &monitor_pool, Duration::from_secs(120)).await;
             report.say(format!("        sinkers caught up after {took:.1?}"));
             catch_up.push((format!("{fault:?}"), took));
         }
@@ -583,7 +585,7 @@ async fn wait_drained(
     loop {
         let (b, g, t) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
         let kafka = tokio::task::spawn_blocking(move || audit::kafka_offsets(&b, &g, &t)).await??;
-        let stored = audit::sink_offsets(pool, topic).await.unwrap_or_default();
+        let stored = audit::sink_offsets(pool, group, topic).await.unwrap_or_default();
         let behind: Vec<String> = kafka
             .iter()
             .filter(|(p, (high, committed))| *high > 0 && (stored.get(p) != Some(high) || *committed != Some(*high)))

@@ -1,7 +1,7 @@
 //! The longest time any partition went without progress: sampled every second, a partition
-//! is stuck while its stored offset (`sink_offsets`) is below the high watermark and does not
-//! move. Samples that cannot be taken (brokers or database down) leave the clocks running, so
-//! the figure is an upper bound (to a sample or two) of the real longest stall.
+//! is stuck while the sinker group's stored offset (`sink_offsets`) is below the high watermark
+//! and does not move. Samples that cannot be taken (brokers or database down) leave the clocks
+//! running, so the figure is an upper bound (to a sample or two) of the real longest stall.
 
 use std::{
     collections::HashMap,
@@ -27,7 +27,7 @@ pub struct ProgressMonitor {
 }
 
 impl ProgressMonitor {
-    pub fn start(brokers: String, topic: String, pool: sqlx::PgPool, start: Instant) -> Self {
+    pub fn start(brokers: String, group: String, topic: String, pool: sqlx::PgPool, start: Instant) -> Self {
         let longest = Arc::new(Mutex::new(Stall::default()));
         let task = {
             let longest = longest.clone();
@@ -42,7 +42,7 @@ impl ProgressMonitor {
                     else {
                         continue;
                     };
-                    let Ok(stored) = audit::sink_offsets(&pool, &topic).await else {
+                    let Ok(stored) = audit::sink_offsets(&pool, &group, &topic).await else {
                         continue;
                     };
                     let now = Instant::now();

@@ -94,8 +94,15 @@ impl Drop for MemorySampler {
 }
 
 /// Waits until the database has everything that was on the topic when called (every
-/// partition's stored offset at or past its high watermark then). Returns how long it took.
-pub async fn caught_up(brokers: &str, topic: &str, pool: &sqlx::PgPool, bound: Duration) -> Option<Duration> {
+/// partition's stored offset of `group` at or past its high watermark then). Returns how long
+/// it took.
+pub async fn caught_up(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    pool: &sqlx::PgPool,
+    bound: Duration,
+) -> Option<Duration> {
     let start = Instant::now();
     let (b, t) = (brokers.to_owned(), topic.to_owned());
     let highs = loop {
@@ -109,7 +116,7 @@ pub async fn caught_up(brokers: &str, topic: &str, pool: &sqlx::PgPool, bound: D
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     while start.elapsed() < bound {
-        if let Ok(stored) = audit::sink_offsets(pool, topic).await {
+        if let Ok(stored) = audit::sink_offsets(pool, group, topic).await {
             if highs.iter().all(|(p, (high, _))| *high == 0 || stored.get(p).is_some_and(|s| s >= high)) {
                 return Some(start.elapsed());
             }

@@ -132,6 +132,10 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if self.group.trim().is_empty() {
+            // '' in sink_offsets means "written before groups were recorded" (adopt.rs).
+            return Err("--group must not be empty: name the sinker group (default: sinker)".to_owned());
+        }
         if self.batch_size == 0 {
             return Err("--batch-size must be at least 1".to_owned());
         }
@@ -242,6 +246,12 @@ mod tests {
         assert_eq!(parse(&last_wins).validate(), Ok(()), "the last one wins, as in librdkafka");
         let bad = parse(&["--kafka-option", "max.poll.interval.ms=soon"]).validate().expect_err("not a number");
         assert!(bad.contains("is not a number of milliseconds"), "{bad}");
+    }
+
+    #[test]
+    fn a_group_is_named() {
+        let empty = parse(&["--group", " "]).validate().expect_err("an empty group");
+        assert!(empty.contains("--group must not be empty"), "{empty}");
     }
 
     #[test]

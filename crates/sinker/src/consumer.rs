@@ -2,7 +2,7 @@
 //! [`PollEvent`]s for the async dispatcher, which owns all state (Quickwit's pattern).
 //!
 //! Rebalance callbacks run inside `poll`, on the poll thread. On assignment the callback reads
-//! the partitions' stored offsets from the database and Kafka's committed offsets, and assigns
+//! the partitions' stored offsets of this group from the database and Kafka's committed offsets, and assigns
 //! each partition at the database's offset (Kafka's only when the database has none); a start
 //! past the partition's high watermark (a recreated topic) becomes the log start. On revocation it hands the partitions to the dispatcher,
 //! waits until their workers wrote (or gave up on) what they buffered, commits the written
@@ -76,6 +76,8 @@ pub type SeekRequests = std_mpsc::Sender<(i32, i64)>;
 pub type Watermarks = Arc<Mutex<HashMap<i32, (i64, i64)>>>;
 
 pub struct SinkContext {
+    /// The consumer group: the sinker's identity, and its key in `sink_offsets`.
+    pub group: String,
     pub topic: String,
     pub events: mpsc::Sender<PollEvent>,
     pub store: Store,
@@ -311,10 +313,11 @@ impl SinkContext {
             return None;
         }
         let store = self.store.clone();
-        let topic = self.topic.clone();
+        let (group, topic) = (self.group.clone(), self.topic.clone());
         let partitions = partitions.to_vec();
-        let lookup =
-            async move { tokio::time::timeout(Duration::from_secs(10), store.load_offsets(&topic, &partitions)).await };
+        let lookup = async move {
+            tokio::time::timeout(Duration::from_secs(10), store.load_offsets(&group, &topic, &partitions)).await
+        };
         match self.runtime.block_on(lookup) {
             Ok(Ok(offsets)) => Some(offsets),
             Ok(Err(error)) => {

@@ -4,10 +4,12 @@
 //! - [`consumer`]: the poll thread and rebalance callbacks;
 //! - [`sink`]: the dispatcher loop; [`partition`]: one worker per partition;
 //! - [`batch`]: the batching policy; [`adaptive`]: the batch size that follows the database; [`store`]: SQL and error classification;
+//! - [`adopt`]: stored offsets from before groups were recorded go to the first group that starts;
 //! - [`flow`]: the byte budget and pause state; [`commits`]: monotonic Kafka commits;
 //! - [`dlq`]: dead letters; [`metrics`], [`http`]; [`backoff`]; [`failpoint`] (tests).
 
 pub mod adaptive;
+pub mod adopt;
 pub mod backoff;
 pub mod batch;
 pub mod commits;

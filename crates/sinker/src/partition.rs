@@ -1,5 +1,5 @@
 //! One worker per owned partition: batches its records in offset order and writes each batch
-//! in one transaction that also moves the partition's fence in `sink_offsets`.
+//! in one transaction that also moves the group's fence of the partition in `sink_offsets`.
 //!
 //! Invariants held here:
 //! - a partition has one worker, and the worker writes one batch at a time, in offset order;
@@ -43,6 +43,8 @@ use crate::{
 
 /// What every worker shares.
 pub struct Shared {
+    /// The consumer group: this sinker's key in `sink_offsets`, next to topic and partition.
+    pub group: String,
     pub topic: String,
     pub store: Store,
     pub dlq: DeadLetters,
@@ -250,7 +252,7 @@ impl PartitionWorker {
             if !self.fence_known {
                 // Never write with an unknown fence: a stale stored offset (a recreated topic)
                 // would otherwise look like another owner's progress and new records be skipped.
-                match self.shared.store.load_offsets(&self.shared.topic, &[self.partition]).await {
+                match self.shared.store.load_offsets(&self.shared.group, &self.shared.topic, &[self.partition]).await {
                     Ok(stored) => {
                         self.fence = fence_to_expect(self.position, stored.get(&self.partition).copied());
                         self.fence_known = true;
@@ -400,7 +402,7 @@ impl PartitionWorker {
         let mut tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
         db.start();
         if let Fence::Conflict { stored } =
-            store::advance_offset(&mut tx, &shared.topic, self.partition, expected, batch.to)
+            store::advance_offset(&mut tx, &shared.group, &shared.topic, self.partition, expected, batch.to)
                 .await
                 .map_err(WriteError::Db)?
         {
@@ -416,7 +418,7 @@ impl PartitionWorker {
                 tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
                 db.start();
                 if let Fence::Conflict { stored } =
-                    store::advance_offset(&mut tx, &shared.topic, self.partition, expected, batch.to)
+                    store::advance_offset(&mut tx, &shared.group, &shared.topic, self.partition, expected, batch.to)
                         .await
                         .map_err(WriteError::Db)?
                 {

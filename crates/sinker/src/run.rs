@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     adaptive::{SharedSizer, SizerConfig},
+    adopt,
     backoff::Backoff,
     batch::BatchPolicy,
     commits::CommitLog,
@@ -71,6 +72,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if until_ok("applying migrations", &shutdown, || store.migrate()).await.is_none() {
         return Ok(());
     }
+    // Before the consumer subscribes: the first assignment reads the group's offsets.
+    let (group, topic) = (config.group.as_str(), config.kafka.topic.as_str());
+    let adoption = until_ok("adopting the offsets stored before groups were recorded", &shutdown, || {
+        adopt::adopt_unrecorded_offsets(store.pool(), group, topic)
+    });
+    let Some(adopted) = adoption.await else {
+        return Ok(());
+    };
+    if adopted > 0 {
+        tracing::info!(group, topic, partitions = adopted, "adopted the stored offsets written before sink_offsets recorded the consumer group; this group resumes from them");
+    }
     let metrics = Metrics::new();
     let sizer = SharedSizer::new(
         SizerConfig {
@@ -97,6 +109,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let (events_tx, events_rx) = mpsc::channel(4096);
     let context = SinkContext {
+        group: config.group.clone(),
         topic: config.kafka.topic.clone(),
         events: events_tx,
         store: store.clone(),
@@ -146,6 +159,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
 
     let shared = Arc::new(Shared {
+        group: config.group.clone(),
         topic: config.kafka.topic.clone(),
         store,
         dlq,

@@ -3,6 +3,8 @@
 //! Architecture invariant: a batch's rows and its partition's `next_offset` are written in one
 //! transaction, and `next_offset` moves only from the exact value the writer read (an exact
 //! compare-and-set). Everything below `next_offset` is in `events` or in the dead-letter topic.
+//! The fence is keyed by (consumer group, topic, partition): each sinker group keeps its own
+//! progress, and no statement here reads or moves another group's.
 
 use std::{collections::HashMap, str::FromStr, time::Duration};
 
@@ -58,14 +60,22 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
     }
 
-    /// The stored next offsets of these partitions (absent: never written).
-    pub async fn load_offsets(&self, topic: &str, partitions: &[i32]) -> Result<HashMap<i32, i64>, sqlx::Error> {
-        let rows: Vec<(i32, i64)> =
-            sqlx::query_as("SELECT partition, next_offset FROM sink_offsets WHERE topic = $1 AND partition = ANY($2)")
-                .bind(topic)
-                .bind(partitions)
-                .fetch_all(&self.pool)
-                .await?;
+    /// The group's stored next offsets of these partitions (absent: never written by it).
+    pub async fn load_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<HashMap<i32, i64>, sqlx::Error> {
+        let rows: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT partition, next_offset FROM sink_offsets
+              WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3)",
+        )
+        .bind(group)
+        .bind(topic)
+        .bind(partitions)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.into_iter().collect())
     }
 }
@@ -82,27 +92,29 @@ pub enum Fence {
     Conflict { stored: i64 },
 }
 
-/// Exact compare-and-set of `sink_offsets`: moves the partition's next offset from `expected`
-/// to `to`, and succeeds only if the stored next offset is exactly `expected` (or the
-/// partition has no row yet). `expected` is the batch's start, except when a partition's log
+/// Exact compare-and-set of `sink_offsets`: moves the group's next offset of the partition from
+/// `expected` to `to`, and succeeds only if the stored next offset is exactly `expected` (or the
+/// group has no row for the partition yet). Other groups' rows are neither read nor touched. `expected` is the batch's start, except when a partition's log
 /// started over (a recreated topic), where it is the stale offset being replaced and `to`
 /// is below it. Run it first in the transaction: it takes the row lock that serializes
 /// writers of the same partition.
 pub async fn advance_offset(
     conn: &mut PgConnection,
+    group: &str,
     topic: &str,
     partition: i32,
     expected: i64,
     to: i64,
 ) -> Result<Fence, sqlx::Error> {
     let advanced: Option<(i64,)> = sqlx::query_as(
-        "INSERT INTO sink_offsets AS s (topic, partition, next_offset, updated_at)
-         VALUES ($1, $2, $3, now())
-         ON CONFLICT (topic, partition) DO UPDATE
+        "INSERT INTO sink_offsets AS s (consumer_group, topic, partition, next_offset, updated_at)
+         VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (consumer_group, topic, partition) DO UPDATE
             SET next_offset = EXCLUDED.next_offset, updated_at = now()
-          WHERE s.next_offset = $4
+          WHERE s.next_offset = $5
          RETURNING next_offset",
     )
+    .bind(group)
     .bind(topic)
     .bind(partition)
     .bind(to)
@@ -112,11 +124,14 @@ pub async fn advance_offset(
     if advanced.is_some() {
         return Ok(Fence::Advanced);
     }
-    let (stored,): (i64,) = sqlx::query_as("SELECT next_offset FROM sink_offsets WHERE topic = $1 AND partition = $2")
-        .bind(topic)
-        .bind(partition)
-        .fetch_one(&mut *conn)
-        .await?;
+    let (stored,): (i64,) = sqlx::query_as(
+        "SELECT next_offset FROM sink_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
+    )
+    .bind(group)
+    .bind(topic)
+    .bind(partition)
+    .fetch_one(&mut *conn)
+    .await?;
     Ok(Fence::Conflict { stored })
 }
 

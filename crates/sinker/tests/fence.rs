@@ -2,40 +2,12 @@
 //!
 //! Needs DATABASE_URL (an account that may create databases), as `make test` provides.
 
-use chrono::Utc;
+mod support;
+
 use serde_json::json;
-use sinker::store::{self, Fence, SessionSettings, Store};
+use sinker::store::{self, Fence, Store};
 use sluice_core::Event;
-use sqlx::{Connection, PgConnection};
-use std::time::Duration;
-use uuid::Uuid;
-
-async fn fresh_store() -> Store {
-    let admin_url =
-        std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://sluice:sluice@127.0.0.1:5432/sluice".into());
-    let name = format!("sluice_fence_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url).await.expect("connect");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create database");
-    let base = admin_url.split('?').next().unwrap_or(&admin_url);
-    let url = format!("{}/{name}", base.rsplit_once('/').map_or(base, |(b, _)| b));
-    let store = Store::connect_lazy(
-        &url,
-        SessionSettings {
-            pool_size: 4,
-            lock_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(30),
-        },
-    )
-    .expect("store");
-    store.migrate().await.expect("migrate");
-    store
-}
-
-fn events(n: usize) -> Vec<Event> {
-    (0..n)
-        .map(|i| Event::from_api(json!({"type": "fence", "data": {"i": i}}), Utc::now()).expect("valid event"))
-        .collect()
-}
+use support::{events, fresh_store, wait_for_lock_waiters};
 
 #[tokio::test]
 async fn a_stale_owner_is_refused_and_writes_no_rows() {
@@ -45,38 +17,41 @@ async fn a_stale_owner_is_refused_and_writes_no_rows() {
 
     // The new owner writes offsets [0, 10).
     let mut tx = store.pool().begin().await.expect("begin");
-    assert_eq!(store::advance_offset(&mut tx, "t", 0, 0, 10).await.expect("fence"), Fence::Advanced);
+    assert_eq!(store::advance_offset(&mut tx, "g", "t", 0, 0, 10).await.expect("fence"), Fence::Advanced);
     assert_eq!(store::insert_events(&mut tx, &refs).await.expect("insert"), 10);
     tx.commit().await.expect("commit");
 
     // The old owner, still holding [0, 5) from before the rebalance, tries to write it.
     let mut tx = store.pool().begin().await.expect("begin");
-    assert_eq!(store::advance_offset(&mut tx, "t", 0, 0, 5).await.expect("fence"), Fence::Conflict { stored: 10 });
+    assert_eq!(store::advance_offset(&mut tx, "g", "t", 0, 0, 5).await.expect("fence"), Fence::Conflict { stored: 10 });
     tx.rollback().await.expect("rollback");
 
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.pool()).await.expect("count");
     assert_eq!(rows, 10);
-    let stored = store.load_offsets("t", &[0, 1]).await.expect("offsets");
+    let stored = store.load_offsets("g", "t", &[0, 1]).await.expect("offsets");
     assert_eq!(stored.get(&0), Some(&10), "the offset never moves back");
     assert_eq!(stored.get(&1), None);
 
     // The fence is exact: a batch that starts past the stored offset is refused (the database
     // went back, or records were skipped), and says where the database is.
     let mut tx = store.pool().begin().await.expect("begin");
-    assert_eq!(store::advance_offset(&mut tx, "t", 0, 12, 20).await.expect("fence"), Fence::Conflict { stored: 10 });
+    assert_eq!(
+        store::advance_offset(&mut tx, "g", "t", 0, 12, 20).await.expect("fence"),
+        Fence::Conflict { stored: 10 }
+    );
     tx.rollback().await.expect("rollback");
 
     // The rightful owner continues from 10; its batch covers a gap (compaction) from 10 on.
     let mut tx = store.pool().begin().await.expect("begin");
-    assert_eq!(store::advance_offset(&mut tx, "t", 0, 10, 20).await.expect("fence"), Fence::Advanced);
+    assert_eq!(store::advance_offset(&mut tx, "g", "t", 0, 10, 20).await.expect("fence"), Fence::Advanced);
     tx.commit().await.expect("commit");
-    assert_eq!(store.load_offsets("t", &[0]).await.expect("offsets").get(&0), Some(&20));
+    assert_eq!(store.load_offsets("g", "t", &[0]).await.expect("offsets").get(&0), Some(&20));
 
     // A recreated topic starts over below the stored offset: the reset names the stale value.
     let mut tx = store.pool().begin().await.expect("begin");
-    assert_eq!(store::advance_offset(&mut tx, "t", 0, 20, 5).await.expect("fence"), Fence::Advanced);
+    assert_eq!(store::advance_offset(&mut tx, "g", "t", 0, 20, 5).await.expect("fence"), Fence::Advanced);
     tx.commit().await.expect("commit");
-    assert_eq!(store.load_offsets("t", &[0]).await.expect("offsets").get(&0), Some(&5));
+    assert_eq!(store.load_offsets("g", "t", &[0]).await.expect("offsets").get(&0), Some(&5));
 }
 
 #[tokio::test]
@@ -86,28 +61,15 @@ async fn two_writers_racing_for_one_range_commit_once() {
     let refs: Vec<&Event> = batch.iter().collect();
     let mut a = store.pool().begin().await.expect("begin");
     let mut b = store.pool().begin().await.expect("begin");
-    assert_eq!(store::advance_offset(&mut a, "t", 3, 0, 50).await.expect("fence"), Fence::Advanced);
+    assert_eq!(store::advance_offset(&mut a, "g", "t", 3, 0, 50).await.expect("fence"), Fence::Advanced);
     store::insert_events(&mut a, &refs).await.expect("insert");
     // b blocks on a's row lock until a commits, then sees a's offset and is refused.
     let b_fence = tokio::spawn(async move {
-        let fence = store::advance_offset(&mut b, "t", 3, 0, 50).await.expect("fence");
+        let fence = store::advance_offset(&mut b, "g", "t", 3, 0, 50).await.expect("fence");
         (fence, b)
     });
-    // Wait until b really waits on the row lock (not a sleep that may be too short).
-    let start = std::time::Instant::now();
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(store.pool())
-        .await
-        .expect("pg_stat_activity");
-        if waiting == 1 {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "b never waited on a's row lock");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Wait until b really waits on the row lock.
+    wait_for_lock_waiters(&store, 1).await;
     a.commit().await.expect("commit");
     let (fence, b) = b_fence.await.expect("join");
     assert_eq!(fence, Fence::Conflict { stored: 50 });
