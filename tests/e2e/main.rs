@@ -15,6 +15,7 @@ mod gateway_slow_clients;
 mod guarantees;
 mod security;
 mod sinker;
+mod sinker_groups;
 mod sinker_positions;
 mod sinker_supervision;
 mod skeleton;
