@@ -44,6 +44,26 @@ pub fn store(config: &Config) -> anyhow::Result<Store> {
     .with_context(|| format!("invalid --database-url {}", redact_url(&config.database_url)))
 }
 
+/// Why the database could not be prepared at start (each is retried).
+#[derive(Debug, thiserror::Error)]
+enum PrepareError {
+    #[error("could not connect: {0}")]
+    Connect(sqlx::Error),
+    #[error("applying migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("adopting the offsets stored before groups were recorded: {0}")]
+    Adopt(sqlx::Error),
+}
+
+/// Applies the migrations, then adopts the offsets stored before `sink_offsets` recorded the
+/// group ([`adopt`]). Returns the rows adopted. On one connection: a second one opened at start
+/// would stay in the pool, idle, for nothing.
+async fn prepare_database(store: &Store, group: &str, topic: &str) -> Result<u64, PrepareError> {
+    let mut conn = store.pool().acquire().await.map_err(PrepareError::Connect)?;
+    crate::store::MIGRATOR.run(&mut *conn).await?;
+    adopt::adopt_unrecorded_offsets(&mut *conn, group, topic).await.map_err(PrepareError::Adopt)
+}
+
 /// Retries `op` with backoff until it succeeds or shutdown is requested.
 async fn until_ok<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
     what: &str,
@@ -69,15 +89,10 @@ async fn until_ok<T, E: std::fmt::Display, F: std::future::Future<Output = Resul
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     tracing::info!(config = ?config, "sinker starting");
     let store = store(&config)?;
-    if until_ok("applying migrations", &shutdown, || store.migrate()).await.is_none() {
-        return Ok(());
-    }
     // Before the consumer subscribes: the first assignment reads the group's offsets.
     let (group, topic) = (config.group.as_str(), config.kafka.topic.as_str());
-    let adoption = until_ok("adopting the offsets stored before groups were recorded", &shutdown, || {
-        adopt::adopt_unrecorded_offsets(store.pool(), group, topic)
-    });
-    let Some(adopted) = adoption.await else {
+    let preparing = until_ok("preparing the database", &shutdown, || prepare_database(&store, group, topic));
+    let Some(adopted) = preparing.await else {
         return Ok(());
     };
     if adopted > 0 {
