@@ -4,5 +4,7 @@ pub mod convert;
 pub mod path;
 pub mod types;
 
+pub mod file;
+pub mod matcher;
 #[cfg(test)]
 mod testutil;
