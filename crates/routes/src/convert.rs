@@ -409,19 +409,19 @@ mod tests {
     }
 
     /// Converts a JSON value found in `data`.
-    fn conv(value: Value, name: &str) -> Result<Option<String>, ConvertError> {
-        convert(Extracted::Json(&value), ty(name))
+    fn conv(value: &Value, name: &str) -> Result<Option<String>, ConvertError> {
+        convert(Extracted::Json(value), ty(name))
     }
 
-    fn ok(value: Value, name: &str) -> String {
-        match conv(value.clone(), name) {
+    fn ok(value: &Value, name: &str) -> String {
+        match conv(value, name) {
             Ok(Some(s)) => s,
             other => panic!("{value} into {name}: {other:?}"),
         }
     }
 
-    fn refused(value: Value, name: &str) -> String {
-        match conv(value.clone(), name) {
+    fn refused(value: &Value, name: &str) -> String {
+        match conv(value, name) {
             Err(e) => e.to_string(),
             Ok(v) => panic!("{value} into {name} was accepted as {v:?}"),
         }
@@ -430,20 +430,20 @@ mod tests {
     #[test]
     fn null_is_sql_null_except_in_json() {
         for name in ["text", "uuid", "smallint", "integer", "bigint", "numeric", "real", "double precision"] {
-            assert_eq!(conv(Value::Null, name), Ok(None), "{name}");
+            assert_eq!(conv(&Value::Null, name), Ok(None), "{name}");
         }
         for name in ["boolean", "timestamptz", "timestamp", "date", "integer[]", "jsonb[]"] {
-            assert_eq!(conv(Value::Null, name), Ok(None), "{name}");
+            assert_eq!(conv(&Value::Null, name), Ok(None), "{name}");
         }
-        assert_eq!(ok(Value::Null, "json"), "null");
-        assert_eq!(ok(Value::Null, "jsonb"), "null");
+        assert_eq!(ok(&Value::Null, "json"), "null");
+        assert_eq!(ok(&Value::Null, "jsonb"), "null");
         assert_eq!(convert(Extracted::Missing, ty("integer")), Ok(None));
     }
 
     #[test]
     fn text_takes_strings_and_typed_fields_only() {
-        assert_eq!(ok(json!("héllo \"x\""), "text"), "héllo \"x\"");
-        assert_eq!(ok(json!(""), "varchar"), "");
+        assert_eq!(ok(&json!("héllo \"x\""), "text"), "héllo \"x\"");
+        assert_eq!(ok(&json!(""), "varchar"), "");
         let id = Uuid::parse_str("0190B7A4-6B1E-7C4E-9F3A-2D1C5E8F9A0B").expect("uuid");
         assert_eq!(convert(Extracted::Uuid(id), ty("text")), Ok(Some("0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b".into())));
         assert_eq!(convert(Extracted::Str("order.created"), ty("text")), Ok(Some("order.created".into())));
@@ -451,10 +451,10 @@ mod tests {
             convert(Extracted::Timestamp(at("2026-01-31T12:00:00.5+01:00")), ty("text")),
             Ok(Some("2026-01-31T11:00:00.500000Z".into()))
         );
-        assert_eq!(refused(json!(1), "text"), "expected text (a string), found a number (1)");
-        assert_eq!(refused(json!(true), "text"), "expected text (a string), found a boolean (true)");
-        assert_eq!(refused(json!({"a": 1}), "text"), "expected text (a string), found an object");
-        assert_eq!(refused(json!([1, 2]), "text"), "expected text (a string), found an array of 2 items");
+        assert_eq!(refused(&json!(1), "text"), "expected text (a string), found a number (1)");
+        assert_eq!(refused(&json!(true), "text"), "expected text (a string), found a boolean (true)");
+        assert_eq!(refused(&json!({"a": 1}), "text"), "expected text (a string), found an object");
+        assert_eq!(refused(&json!([1, 2]), "text"), "expected text (a string), found an array of 2 items");
         let map = Map::new();
         assert!(convert(Extracted::Object(&map), ty("text")).is_err());
     }
@@ -463,18 +463,18 @@ mod tests {
     fn nul_characters_are_refused_everywhere() {
         let message = "a string holding a NUL character (\\u0000), which PostgreSQL cannot store";
         for name in ["text", "uuid", "integer", "json", "jsonb"] {
-            let err = conv(json!("a\u{0}b"), name).expect_err(name);
+            let err = conv(&json!("a\u{0}b"), name).expect_err(name);
             assert_eq!(err.found, message, "{name}");
         }
-        assert_eq!(conv(json!({"k": ["a\u{0}"]}), "jsonb").expect_err("nested").found, message);
-        assert_eq!(conv(json!({"k\u{0}": 1}), "json").expect_err("key").found, message);
-        assert_eq!(conv(json!(["a", "b\u{0}"]), "text[]").expect_err("item").found, format!("{message} at index 1"));
+        assert_eq!(conv(&json!({"k": ["a\u{0}"]}), "jsonb").expect_err("nested").found, message);
+        assert_eq!(conv(&json!({"k\u{0}": 1}), "json").expect_err("key").found, message);
+        assert_eq!(conv(&json!(["a", "b\u{0}"]), "text[]").expect_err("item").found, format!("{message} at index 1"));
         assert!(convert(Extracted::Str("a\u{0}"), ty("text")).is_err());
     }
 
     #[test]
     fn uuid_takes_the_hyphenated_form_in_any_case() {
-        assert_eq!(ok(json!("0190B7A4-6B1E-7C4E-9F3A-2D1C5E8F9A0B"), "uuid"), "0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b");
+        assert_eq!(ok(&json!("0190B7A4-6B1E-7C4E-9F3A-2D1C5E8F9A0B"), "uuid"), "0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b");
         let id = Uuid::parse_str(crate::testutil::ID).expect("uuid");
         assert_eq!(convert(Extracted::Uuid(id), ty("uuid")), Ok(Some(crate::testutil::ID.into())));
         for bad in [
@@ -485,44 +485,44 @@ mod tests {
             "0190b7a4-6b1e7-c4e-9f3a-2d1c5e8f9a0b",
             "",
         ] {
-            assert!(conv(json!(bad), "uuid").is_err(), "{bad}");
+            assert!(conv(&json!(bad), "uuid").is_err(), "{bad}");
         }
         assert_eq!(
-            refused(json!("nope"), "uuid"),
+            refused(&json!("nope"), "uuid"),
             "expected uuid (a string in the hyphenated form 0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b), found a string (\"nope\")"
         );
-        assert!(conv(json!(1), "uuid").is_err());
+        assert!(conv(&json!(1), "uuid").is_err());
     }
 
     #[test]
     fn integers_take_json_integers_and_strings_of_them_in_range() {
-        assert_eq!(ok(json!(42), "integer"), "42");
-        assert_eq!(ok(json!(-2147483648), "integer"), "-2147483648");
-        assert_eq!(ok(json!(2147483647), "integer"), "2147483647");
-        assert_eq!(ok(json!(32767), "smallint"), "32767");
-        assert_eq!(ok(json!(-32768), "smallint"), "-32768");
-        assert_eq!(ok(json!(i64::MIN), "bigint"), i64::MIN.to_string());
-        assert_eq!(ok(json!(i64::MAX), "bigint"), i64::MAX.to_string());
-        assert_eq!(ok(json!("42"), "integer"), "42");
-        assert_eq!(ok(json!("+42"), "integer"), "42");
-        assert_eq!(ok(json!("-0042"), "integer"), "-42");
-        assert_eq!(ok(json!("9223372036854775807"), "bigint"), "9223372036854775807");
+        assert_eq!(ok(&json!(42), "integer"), "42");
+        assert_eq!(ok(&json!(-2147483648), "integer"), "-2147483648");
+        assert_eq!(ok(&json!(2147483647), "integer"), "2147483647");
+        assert_eq!(ok(&json!(32767), "smallint"), "32767");
+        assert_eq!(ok(&json!(-32768), "smallint"), "-32768");
+        assert_eq!(ok(&json!(i64::MIN), "bigint"), i64::MIN.to_string());
+        assert_eq!(ok(&json!(i64::MAX), "bigint"), i64::MAX.to_string());
+        assert_eq!(ok(&json!("42"), "integer"), "42");
+        assert_eq!(ok(&json!("+42"), "integer"), "42");
+        assert_eq!(ok(&json!("-0042"), "integer"), "-42");
+        assert_eq!(ok(&json!("9223372036854775807"), "bigint"), "9223372036854775807");
         assert_eq!(convert(Extracted::Str("17"), ty("bigint")), Ok(Some("17".into())));
         assert_eq!(
-            refused(json!(1.5), "integer"),
+            refused(&json!(1.5), "integer"),
             "expected integer (a JSON integer in -2147483648..2147483647 or a string holding one), found a number (1.5)"
         );
         assert_eq!(
-            refused(json!(2147483648_i64), "integer"),
+            refused(&json!(2147483648_i64), "integer"),
             "expected integer (a JSON integer in -2147483648..2147483647 or a string holding one), found a number \
              (2147483648)"
         );
         assert_eq!(
-            refused(json!("32768"), "smallint"),
+            refused(&json!("32768"), "smallint"),
             "expected smallint (a JSON integer in -32768..32767 or a string holding one), found a string (\"32768\")"
         );
         for bad in [json!(1.0), json!(1e3), json!(u64::MAX), json!(true), json!([1]), json!({})] {
-            assert!(conv(bad.clone(), "bigint").is_err(), "{bad}");
+            assert!(conv(&bad, "bigint").is_err(), "{bad}");
         }
         for bad in [
             "",
@@ -536,39 +536,39 @@ mod tests {
             "9223372036854775808",
             "99999999999999999999999999999999999999999999",
         ] {
-            assert!(conv(json!(bad), "bigint").is_err(), "{bad:?}");
+            assert!(conv(&json!(bad), "bigint").is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn numeric_keeps_the_number_and_checks_strings() {
-        assert_eq!(ok(json!(12.5), "numeric"), "12.5");
-        assert_eq!(ok(json!(-3), "numeric"), "-3");
-        assert_eq!(ok(json!(1.0), "numeric"), "1.0");
-        assert_eq!(ok(json!(u64::MAX), "numeric"), u64::MAX.to_string());
+        assert_eq!(ok(&json!(12.5), "numeric"), "12.5");
+        assert_eq!(ok(&json!(-3), "numeric"), "-3");
+        assert_eq!(ok(&json!(1.0), "numeric"), "1.0");
+        assert_eq!(ok(&json!(u64::MAX), "numeric"), u64::MAX.to_string());
         for good in ["-12.50", "+1", "1e-3", "1E+3", ".5", "5.", "007", "0"] {
-            assert_eq!(ok(json!(good), "numeric"), good);
+            assert_eq!(ok(&json!(good), "numeric"), good);
         }
         for bad in ["NaN", "Infinity", "-Infinity", "", ".", "1e", "e3", "1.2.3", " 1", "1,5", "0x1", "--1", "abc"] {
-            assert!(conv(json!(bad), "numeric").is_err(), "{bad:?}");
+            assert!(conv(&json!(bad), "numeric").is_err(), "{bad:?}");
         }
         assert_eq!(
-            refused(json!("abc"), "numeric"),
+            refused(&json!("abc"), "numeric"),
             "expected numeric (a JSON number or a string holding a decimal number), found a string (\"abc\")"
         );
-        assert!(conv(json!(true), "decimal").is_err());
+        assert!(conv(&json!(true), "decimal").is_err());
     }
 
     #[test]
     fn floats_are_finite_and_in_range() {
-        assert_eq!(ok(json!(0.1), "double precision"), "0.1");
-        assert_eq!(ok(json!(1e300), "float8"), "1e300");
-        assert_eq!(ok(json!(3), "double precision"), "3.0");
-        assert_eq!(ok(json!("-2.5e-3"), "double precision"), "-0.0025");
-        assert_eq!(ok(json!("0"), "double precision"), "0.0");
-        assert_eq!(ok(json!("0e10"), "real"), "0.0");
-        assert_eq!(ok(json!(0.1), "real"), "0.1");
-        assert_eq!(ok(json!(3.4e38), "real"), "3.4e38");
+        assert_eq!(ok(&json!(0.1), "double precision"), "0.1");
+        assert_eq!(ok(&json!(1e300), "float8"), "1e300");
+        assert_eq!(ok(&json!(3), "double precision"), "3.0");
+        assert_eq!(ok(&json!("-2.5e-3"), "double precision"), "-0.0025");
+        assert_eq!(ok(&json!("0"), "double precision"), "0.0");
+        assert_eq!(ok(&json!("0e10"), "real"), "0.0");
+        assert_eq!(ok(&json!(0.1), "real"), "0.1");
+        assert_eq!(ok(&json!(3.4e38), "real"), "3.4e38");
         for (bad, name) in [
             (json!(1e39), "real"),
             (json!("1e39"), "real"),
@@ -580,10 +580,10 @@ mod tests {
             (json!("Infinity"), "real"),
             (json!(true), "real"),
         ] {
-            assert!(conv(bad.clone(), name).is_err(), "{bad} into {name}");
+            assert!(conv(&bad, name).is_err(), "{bad} into {name}");
         }
         assert_eq!(
-            refused(json!(1e39), "real"),
+            refused(&json!(1e39), "real"),
             "expected real (a JSON number or a string holding a decimal number, within real's range), found a number \
              (1e+39)"
         );
@@ -591,19 +591,19 @@ mod tests {
 
     #[test]
     fn booleans_are_json_booleans_only() {
-        assert_eq!(ok(json!(true), "boolean"), "true");
-        assert_eq!(ok(json!(false), "bool"), "false");
+        assert_eq!(ok(&json!(true), "boolean"), "true");
+        assert_eq!(ok(&json!(false), "bool"), "false");
         for bad in [json!("true"), json!(1), json!(0), json!("t")] {
-            assert!(conv(bad.clone(), "boolean").is_err(), "{bad}");
+            assert!(conv(&bad, "boolean").is_err(), "{bad}");
         }
-        assert_eq!(refused(json!("true"), "boolean"), "expected boolean (true or false), found a string (\"true\")");
+        assert_eq!(refused(&json!("true"), "boolean"), "expected boolean (true or false), found a string (\"true\")");
     }
 
     #[test]
     fn timestamptz_takes_rfc3339_written_in_utc_micros() {
-        assert_eq!(ok(json!("2026-01-31T12:00:00+01:00"), "timestamptz"), "2026-01-31T11:00:00.000000Z");
-        assert_eq!(ok(json!("2026-01-31T12:00:00.1234567Z"), "timestamptz"), "2026-01-31T12:00:00.123456Z");
-        assert_eq!(ok(json!("2016-12-31T23:59:60.5Z"), "timestamptz"), "2017-01-01T00:00:00.500000Z");
+        assert_eq!(ok(&json!("2026-01-31T12:00:00+01:00"), "timestamptz"), "2026-01-31T11:00:00.000000Z");
+        assert_eq!(ok(&json!("2026-01-31T12:00:00.1234567Z"), "timestamptz"), "2026-01-31T12:00:00.123456Z");
+        assert_eq!(ok(&json!("2016-12-31T23:59:60.5Z"), "timestamptz"), "2017-01-01T00:00:00.500000Z");
         assert_eq!(
             convert(Extracted::Timestamp(at("2026-01-31T12:00:00.123456Z")), ty("timestamptz")),
             Ok(Some("2026-01-31T12:00:00.123456Z".into()))
@@ -611,11 +611,11 @@ mod tests {
         for bad in
             ["2026-01-31", "2026-01-31T12:00:00", "yesterday", "0000-12-31T23:59:59Z", "9999-12-31T23:59:59-01:00"]
         {
-            assert!(conv(json!(bad), "timestamptz").is_err(), "{bad}");
+            assert!(conv(&json!(bad), "timestamptz").is_err(), "{bad}");
         }
-        assert!(conv(json!(1700000000), "timestamptz").is_err());
+        assert!(conv(&json!(1700000000), "timestamptz").is_err());
         assert_eq!(
-            refused(json!("2026-01-31"), "timestamptz"),
+            refused(&json!("2026-01-31"), "timestamptz"),
             "expected timestamp with time zone (an RFC 3339 string such as 2026-01-31T12:00:00Z, between \
              0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in UTC), found a string (\"2026-01-31\")"
         );
@@ -623,10 +623,10 @@ mod tests {
 
     #[test]
     fn timestamp_takes_rfc3339_in_utc_or_a_naive_string() {
-        assert_eq!(ok(json!("2026-01-31T12:00:00+01:00"), "timestamp"), "2026-01-31T11:00:00.000000");
-        assert_eq!(ok(json!("2026-01-31T12:00:00"), "timestamp"), "2026-01-31T12:00:00.000000");
-        assert_eq!(ok(json!("2026-01-31T12:00:00.1234567"), "timestamp"), "2026-01-31T12:00:00.123456");
-        assert_eq!(ok(json!("0001-01-01T00:00:00"), "timestamp"), "0001-01-01T00:00:00.000000");
+        assert_eq!(ok(&json!("2026-01-31T12:00:00+01:00"), "timestamp"), "2026-01-31T11:00:00.000000");
+        assert_eq!(ok(&json!("2026-01-31T12:00:00"), "timestamp"), "2026-01-31T12:00:00.000000");
+        assert_eq!(ok(&json!("2026-01-31T12:00:00.1234567"), "timestamp"), "2026-01-31T12:00:00.123456");
+        assert_eq!(ok(&json!("0001-01-01T00:00:00"), "timestamp"), "0001-01-01T00:00:00.000000");
         assert_eq!(
             convert(Extracted::Timestamp(at("2026-01-31T12:00:00.5Z")), ty("timestamp")),
             Ok(Some("2026-01-31T12:00:00.500000".into()))
@@ -641,28 +641,28 @@ mod tests {
             "2026-01-31",
             "+2026-01-31T12:00:00",
         ] {
-            assert!(conv(json!(bad), "timestamp").is_err(), "{bad}");
+            assert!(conv(&json!(bad), "timestamp").is_err(), "{bad}");
         }
     }
 
     #[test]
     fn date_takes_a_calendar_date_or_a_timestamp_field() {
-        assert_eq!(ok(json!("2024-02-29"), "date"), "2024-02-29");
+        assert_eq!(ok(&json!("2024-02-29"), "date"), "2024-02-29");
         assert_eq!(
             convert(Extracted::Timestamp(at("2026-01-31T23:30:00-01:00")), ty("date")),
             Ok(Some("2026-02-01".into()))
         );
         for bad in ["2023-02-29", "2026-1-31", "2026-01-31T00:00:00Z", "0000-01-01", "20260131", "2026/01/31"] {
-            assert!(conv(json!(bad), "date").is_err(), "{bad}");
+            assert!(conv(&json!(bad), "date").is_err(), "{bad}");
         }
-        assert_eq!(refused(json!(20260131), "date"), "expected date (a YYYY-MM-DD string), found a number (20260131)");
+        assert_eq!(refused(&json!(20260131), "date"), "expected date (a YYYY-MM-DD string), found a number (20260131)");
     }
 
     #[test]
     fn json_takes_any_value() {
-        assert_eq!(ok(json!({"a": [1, "x", null]}), "jsonb"), r#"{"a":[1,"x",null]}"#);
-        assert_eq!(ok(json!(1.5), "json"), "1.5");
-        assert_eq!(ok(json!("s"), "json"), r#""s""#);
+        assert_eq!(ok(&json!({"a": [1, "x", null]}), "jsonb"), r#"{"a":[1,"x",null]}"#);
+        assert_eq!(ok(&json!(1.5), "json"), "1.5");
+        assert_eq!(ok(&json!("s"), "json"), r#""s""#);
         let mut map = Map::new();
         map.insert("k".into(), json!(1));
         assert_eq!(convert(Extracted::Object(&map), ty("jsonb")), Ok(Some(r#"{"k":1}"#.into())));
@@ -675,21 +675,21 @@ mod tests {
 
     #[test]
     fn arrays_quote_and_escape_their_elements() {
-        assert_eq!(ok(json!([1, 2, null]), "integer[]"), r#"{"1","2",NULL}"#);
-        assert_eq!(ok(json!([]), "text[]"), "{}");
-        assert_eq!(ok(json!(["a\"b", "c\\d", "NULL", "", "{x,y}"]), "text[]"), r#"{"a\"b","c\\d","NULL","","{x,y}"}"#);
-        assert_eq!(ok(json!(["2026-01-31T12:00:00+01:00"]), "timestamptz[]"), r#"{"2026-01-31T11:00:00.000000Z"}"#);
-        assert_eq!(ok(json!([{"a": "q\""}, null, [1]]), "jsonb[]"), r#"{"{\"a\":\"q\\\"\"}","null","[1]"}"#);
+        assert_eq!(ok(&json!([1, 2, null]), "integer[]"), r#"{"1","2",NULL}"#);
+        assert_eq!(ok(&json!([]), "text[]"), "{}");
+        assert_eq!(ok(&json!(["a\"b", "c\\d", "NULL", "", "{x,y}"]), "text[]"), r#"{"a\"b","c\\d","NULL","","{x,y}"}"#);
+        assert_eq!(ok(&json!(["2026-01-31T12:00:00+01:00"]), "timestamptz[]"), r#"{"2026-01-31T11:00:00.000000Z"}"#);
+        assert_eq!(ok(&json!([{"a": "q\""}, null, [1]]), "jsonb[]"), r#"{"{\"a\":\"q\\\"\"}","null","[1]"}"#);
         assert_eq!(
-            refused(json!([1, 2.5]), "integer[]"),
+            refused(&json!([1, 2.5]), "integer[]"),
             "expected integer[] (a JSON array whose items are each integer (a JSON integer in \
              -2147483648..2147483647 or a string holding one)), found a number (2.5) at index 1"
         );
         assert_eq!(
-            refused(json!([[1], [2]]), "integer[]"),
+            refused(&json!([[1], [2]]), "integer[]"),
             "expected integer[] (one dimension only: nested arrays are not supported), found a nested array at index 0"
         );
-        assert!(conv(json!("{1,2}"), "integer[]").is_err());
-        assert!(conv(json!({"a": 1}), "text[]").is_err());
+        assert!(conv(&json!("{1,2}"), "integer[]").is_err());
+        assert!(conv(&json!({"a": 1}), "text[]").is_err());
     }
 }
