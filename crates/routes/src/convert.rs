@@ -12,7 +12,7 @@
 //! | text, varchar, char | a JSON string as is; `type` and `key`; `id` (hyphenated lowercase); `ts` and `received_at` (RFC 3339, microseconds, `Z`) | numbers, booleans, arrays, objects (no implicit formatting) |
 //! | uuid | a string in the hyphenated 36-character form, any case (written lowercase); `id` | braced, URN and unhyphenated forms, anything else |
 //! | smallint, integer, bigint | a JSON integer in the column's range; a string holding one (optional sign, digits only) | `1.5`, `1.0`, `1e3` (a JSON number written with a fraction or an exponent), `" 1"`, `"0x1"`, out of range (the message gives the range) |
-//! | numeric | a JSON number (written as serde_json prints it); a string holding a decimal number: optional sign, digits with an optional fraction, optional exponent (`"-12.50"`, `"1e-3"`, `".5"`) | `"NaN"`, `"Infinity"`, anything else |
+//! | numeric | a JSON number (written as serde_json prints it); a string holding a decimal number: optional sign, digits with an optional fraction, optional exponent of at most 32 bits (`"-12.50"`, `"1e-3"`, `".5"`) | `"NaN"`, `"Infinity"`, anything else |
 //! | real, double precision | a JSON number or a string holding a decimal number, within the type's range (no overflow, no underflow to zero) | `"NaN"`, `"Infinity"`, out of range |
 //! | boolean | JSON `true` and `false` | strings (`"true"`), numbers |
 //! | timestamptz | an RFC 3339 string; `ts` and `received_at`. Written in UTC with microseconds (digits past the microsecond are truncated, a leap second is the next second's start); between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in UTC | anything else |
@@ -308,8 +308,8 @@ fn string_integer(s: &str, scalar: Scalar) -> Option<String> {
     s.parse::<i128>().ok().and_then(|n| in_range(n, scalar))
 }
 
-/// `[+-] (digits [. digits?] | . digits) [(e|E) [+-] digits]`: what PostgreSQL's numeric and
-/// float input take, less NaN and Infinity.
+/// `[+-] (digits [. digits?] | . digits) [(e|E) [+-] digits]`, the exponent within 32 bits: what
+/// PostgreSQL's numeric and float input take, less NaN and Infinity.
 pub fn is_decimal(s: &str) -> bool {
     let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
     let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
@@ -323,8 +323,8 @@ pub fn is_decimal(s: &str) -> bool {
     let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
     let mantissa_ok = digits(int) && digits(frac) && !(int.is_empty() && frac.is_empty());
     let exponent_ok = exponent.is_none_or(|e| {
-        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
-        !e.is_empty() && digits(e)
+        let unsigned = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !unsigned.is_empty() && digits(unsigned) && e.parse::<i32>().is_ok()
     });
     mantissa_ok && exponent_ok
 }
@@ -549,7 +549,22 @@ mod tests {
         for good in ["-12.50", "+1", "1e-3", "1E+3", ".5", "5.", "007", "0"] {
             assert_eq!(ok(&json!(good), "numeric"), good);
         }
-        for bad in ["NaN", "Infinity", "-Infinity", "", ".", "1e", "e3", "1.2.3", " 1", "1,5", "0x1", "--1", "abc"] {
+        for bad in [
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "",
+            ".",
+            "1e",
+            "e3",
+            "1e99999999999",
+            "1.2.3",
+            " 1",
+            "1,5",
+            "0x1",
+            "--1",
+            "abc",
+        ] {
             assert!(conv(&json!(bad), "numeric").is_err(), "{bad:?}");
         }
         assert_eq!(

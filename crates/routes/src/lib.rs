@@ -1,10 +1,13 @@
 //! Routes (doc to come).
 
+pub mod compare;
 pub mod convert;
+pub mod declared;
+pub mod file;
+pub mod mapping;
+pub mod matcher;
 pub mod path;
 pub mod types;
 
-pub mod file;
-pub mod matcher;
 #[cfg(test)]
 mod testutil;
