@@ -1,11 +1,13 @@
 //! Routes (doc to come).
 
+pub mod combine;
 pub mod compare;
 pub mod convert;
 pub mod declared;
 pub mod file;
 pub mod mapping;
 pub mod matcher;
+pub mod ops;
 pub mod path;
 pub mod types;
 
