@@ -9,6 +9,7 @@ pub mod mapping;
 pub mod matcher;
 pub mod ops;
 pub mod path;
+pub mod sql;
 pub mod types;
 
 #[cfg(test)]
