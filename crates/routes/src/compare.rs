@@ -1,4 +1,4 @@
-//! How the database compares the literals [`convert`](crate::convert) writes: the order of
+//! How the database compares the literals [`convert`](mod@crate::convert) writes: the order of
 //! versions ([`Version`]) and the equality of keys ([`canonical_key`]), so that write-combining
 //! decides as PostgreSQL would.
 //!
@@ -27,7 +27,7 @@ pub enum Version {
 }
 
 impl Version {
-    /// The version a column literal (as [`convert`](crate::convert) writes it) stands for. None
+    /// The version a column literal (as [`convert`](mod@crate::convert) writes it) stands for. None
     /// for types without an order (json, jsonb) and for text that is not a literal of the type.
     pub fn from_literal(scalar: Scalar, literal: &str) -> Option<Self> {
         match scalar {

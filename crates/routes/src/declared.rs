@@ -6,7 +6,7 @@
 //!   with a key and has no file default (the sinker refuses those too); otherwise fine (the
 //!   file default or the table's default applies);
 //! - a JSON `null`: refused when `required` or a key column; otherwise fine;
-//! - a value: converted to the declared type ([`convert`](crate::convert)); refused when it
+//! - a value: converted to the declared type ([`convert`](mod@crate::convert)); refused when it
 //!   does not convert.
 //!
 //! So a 202 means the event passes every declared type of every route it matches. Columns
