@@ -14,7 +14,10 @@ use rdkafka::{
 };
 use uuid::Uuid;
 
-use crate::helpers::{create_topic, eventually, Proc, TestEnv};
+use crate::{
+    gateway_routes::routes_file,
+    helpers::{create_topic, eventually, Proc, TestEnv},
+};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -282,7 +285,28 @@ async fn refused_events_log_one_line_per_request_not_per_event() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_served_openapi_document_describes_the_real_answers() {
     let env = TestEnv::new(1).await;
-    let mut gateway = env.gateway(&["--max-batch-events", "2", "--rate-limit", "0.01", "--rate-limit-burst", "1"]);
+    // With routes, so that `no_route` and an `invalid_event` naming a route are answered too.
+    let routes = routes_file(
+        r#"
+[[route]]
+name = "known"
+types = ["ok", "a", "b", "c"]
+table = "t"
+[route.columns]
+n = { path = "data.n", type = "integer" }
+"#,
+    );
+    let routes = routes.to_str().expect("a UTF-8 path");
+    let mut gateway = env.gateway(&[
+        "--max-batch-events",
+        "2",
+        "--rate-limit",
+        "0.01",
+        "--rate-limit-burst",
+        "1",
+        "--routes",
+        routes,
+    ]);
     gateway.wait_ready("/readyz", WAIT).await;
     let r = reqwest::get(gateway.url("/openapi.json")).await.expect("get");
     assert_eq!(r.status(), 200);
@@ -309,14 +333,22 @@ async fn the_served_openapi_document_describes_the_real_answers() {
         post("application/json", r#"{"type":1}"#).await.expect("post"),
         post("application/json", r#"[{"type":"a"},{"type":"b"},{"type":"c"}]"#).await.expect("post"),
         post("text/plain", "x").await.expect("post"),
+        post("application/json", r#"{"type":"unrouted"}"#).await.expect("post"),
+        post("application/json", r#"{"type":"ok","data":{"n":"x"}}"#).await.expect("post"),
         post("application/json", r#"{"type":"ok"}"#).await.expect("post"),
     ];
+    let fields = detail["properties"].as_object().expect("the documented error fields");
     let mut seen = Vec::new();
     for r in answers {
         let status = r.status().as_u16().to_string();
         assert!(responses.get(&status).is_some(), "POST /v1/events answered {status}, which is not documented");
         if status != "202" {
-            let (_, code) = error_code(r).await;
+            let body: Value = r.json().await.expect("error body is JSON");
+            let error = body["error"].as_object().expect("an error object");
+            for key in error.keys() {
+                assert!(fields.contains_key(key), "error field `{key}` is documented: {body}");
+            }
+            let code = error["code"].as_str().expect("a code").to_owned();
             assert!(codes.contains(&Value::from(code.as_str())), "{code} is not in the document");
             let description = responses[&status]["description"].as_str().unwrap_or("");
             assert!(description.contains(&code), "{status} documents {code}");
@@ -325,7 +357,16 @@ async fn the_served_openapi_document_describes_the_real_answers() {
     }
     assert_eq!(
         seen,
-        ["invalid_json", "empty_batch", "invalid_event", "batch_too_large", "unsupported_media_type", "rate_limited"]
+        [
+            "invalid_json",
+            "empty_batch",
+            "invalid_event",
+            "batch_too_large",
+            "unsupported_media_type",
+            "no_route",
+            "invalid_event",
+            "rate_limited"
+        ]
     );
     let (status, code) = error_code(reqwest::get(gateway.url("/nope")).await.expect("get")).await;
     assert_eq!((status, code.as_str()), (404, "not_found"));

@@ -11,6 +11,7 @@ mod flow;
 mod gateway;
 mod gateway_backpressure;
 mod gateway_limits;
+mod gateway_routes;
 mod gateway_slow_clients;
 mod guarantees;
 mod security;

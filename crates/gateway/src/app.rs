@@ -11,6 +11,7 @@ use axum::{
 };
 use rdkafka::producer::{FutureProducer, Producer};
 use serde::Serialize;
+use sluice_routes::RoutesFile;
 use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub backpressure: Backpressure,
     /// Per-client rate limit, when configured.
     pub rate_limiter: Option<Arc<RateLimiter>>,
+    /// `--routes`: what every event must match and pass (see `ingest`).
+    pub routes: Option<Arc<RoutesFile>>,
 }
 
 pub fn router(state: AppState) -> Router {

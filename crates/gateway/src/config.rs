@@ -1,9 +1,10 @@
 //! The gateway's command line and environment.
 
-use std::{fmt, net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use sluice_core::{kafka::KafkaArgs, telemetry::LogArgs};
+use sluice_routes::RoutesFile;
 
 use crate::producer;
 
@@ -102,6 +103,12 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<f64>,
 
+    /// A routes file (the sinker's `--routes`, same TOML). With it, every event must match a
+    /// route (else 400 `no_route`) and pass the `type` and `required = true` its routes declare
+    /// (else 400 `invalid_event` naming route, column and path). No database is read.
+    #[arg(long, env = "GATEWAY_ROUTES")]
+    pub routes: Option<PathBuf>,
+
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -172,6 +179,15 @@ impl Config {
             return Err("--max-batch-events must be at least 1".to_owned());
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// Loads `--routes`, if given. The error names the file and lists every problem in it, for
+    /// the gateway to refuse to start with (exit 2, like [`Config::validate`]'s errors).
+    pub fn load_routes(&self) -> Result<Option<RoutesFile>, String> {
+        let Some(path) = &self.routes else { return Ok(None) };
+        RoutesFile::load(path).map(Some).map_err(|e| format!("--routes: {e}"))
     }
 }
 

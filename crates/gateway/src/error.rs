@@ -21,11 +21,29 @@ pub enum Position {
     Line(usize),
 }
 
+impl Position {
+    /// `event 2: <message>` or `line 3: <message>`: what every per-event message starts with.
+    pub fn prefix(self, message: &str) -> String {
+        match self {
+            Self::Index(i) => format!("event {i}: {message}"),
+            Self::Line(n) => format!("line {n}: {message}"),
+        }
+    }
+}
+
 /// Placeholder for [`ApiError::all`]'s examples.
 impl Default for Position {
     fn default() -> Self {
         Self::Index(0)
     }
+}
+
+/// Where a routes check failed (`--routes`): the route, the column and the path into the event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteColumn {
+    pub route: String,
+    pub column: String,
+    pub path: String,
 }
 
 /// Every error answer. The OpenAPI document lists every variant (through [`ApiError::all`]),
@@ -35,8 +53,12 @@ impl Default for Position {
 pub enum ApiError {
     #[error("{message}")]
     InvalidJson { message: String, at: Option<Position> },
+    /// `column`: set when the event failed a declared type or `required` of a route.
     #[error("{message}")]
-    InvalidEvent { message: String, at: Position },
+    InvalidEvent { message: String, at: Position, column: Option<Box<RouteColumn>> },
+    /// With `--routes`: the event's type matches no route.
+    #[error("{message}")]
+    NoRoute { message: String, at: Position },
     #[error("the request holds no events; send at least one")]
     EmptyBatch,
     #[error("missing or invalid API key; send `Authorization: Bearer <key>`")]
@@ -80,7 +102,9 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidJson { .. } | Self::InvalidEvent { .. } | Self::EmptyBatch => StatusCode::BAD_REQUEST,
+            Self::InvalidJson { .. } | Self::InvalidEvent { .. } | Self::NoRoute { .. } | Self::EmptyBatch => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } | Self::EventTooLarge { .. } | Self::BatchTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -103,6 +127,7 @@ impl ApiError {
         match self {
             Self::InvalidJson { .. } => "invalid_json",
             Self::InvalidEvent { .. } => "invalid_event",
+            Self::NoRoute { .. } => "no_route",
             Self::EmptyBatch => "empty_batch",
             Self::Unauthorized => "unauthorized",
             Self::BodyTooLarge { .. } => "body_too_large",
@@ -125,7 +150,7 @@ impl ApiError {
     fn position(&self) -> Option<Position> {
         match self {
             Self::InvalidJson { at, .. } => *at,
-            Self::InvalidEvent { at, .. } | Self::EventTooLarge { at, .. } => Some(*at),
+            Self::InvalidEvent { at, .. } | Self::NoRoute { at, .. } | Self::EventTooLarge { at, .. } => Some(*at),
             _ => None,
         }
     }
@@ -157,6 +182,11 @@ impl ApiError {
         if let Self::NotConfirmed { ids, .. } = self {
             error.insert("ids".into(), json!(ids));
         }
+        if let Self::InvalidEvent { column: Some(at), .. } = self {
+            error.insert("route".into(), json!(at.route));
+            error.insert("column".into(), json!(at.column));
+            error.insert("path".into(), json!(at.path));
+        }
         json!({ "error": error })
     }
 }
@@ -182,6 +212,16 @@ pub struct ErrorDetail {
     /// `not_confirmed`: the ids the broker did not confirm (resend them, or the whole request).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ids: Option<Vec<Uuid>>,
+    /// `invalid_event` with `--routes`: the route whose declared `type` or `required = true` the
+    /// event failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// With `route`: the column (as named in the routes file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// With `route`: the column's path into the event (`data.total`), as written in the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -208,12 +248,27 @@ mod tests {
 
     #[test]
     fn bodies_carry_code_message_and_position() {
-        let err =
-            ApiError::InvalidEvent { message: "`type` must be a string, got a number".into(), at: Position::Line(3) };
+        let err = ApiError::InvalidEvent {
+            message: "`type` must be a string, got a number".into(),
+            at: Position::Line(3),
+            column: None,
+        };
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
             err.body(),
             json!({"error": {"code": "invalid_event", "message": "`type` must be a string, got a number", "line": 3}})
+        );
+        let at = RouteColumn { route: "orders".into(), column: "amount".into(), path: "data.total".into() };
+        let err = ApiError::InvalidEvent { message: "m".into(), at: Position::Index(2), column: Some(Box::new(at)) };
+        assert_eq!(
+            err.body(),
+            json!({"error": {"code": "invalid_event", "message": "m", "index": 2, "route": "orders",
+                "column": "amount", "path": "data.total"}})
+        );
+        let err = ApiError::NoRoute { message: "m".into(), at: Position::Line(1) };
+        assert_eq!(
+            (err.status(), err.body()),
+            (StatusCode::BAD_REQUEST, json!({"error": {"code": "no_route", "message": "m", "line": 1}}))
         );
         let id = Uuid::nil();
         let err = ApiError::NotConfirmed { ids: vec![id], total: 2 };

@@ -2,7 +2,9 @@
 //! 202 only when the broker acknowledged each one.
 //!
 //! Invariant: a request answered 4xx produced nothing. Every check that can refuse a request
-//! runs before the first event is handed to the producer.
+//! runs before the first event is handed to the producer. With `--routes`, that includes each
+//! event's routes check (`route_check`): one event that matches no route or fails a declared
+//! type refuses the whole request.
 //!
 //! Time: the body must arrive within `--body-read-timeout` (else 408); `--request-timeout`
 //! starts once it has, and covers validation, producing and the acknowledgements. Events are
@@ -25,9 +27,10 @@ use uuid::Uuid;
 use crate::{
     app::AppState,
     auth, body, body_read,
-    error::{ApiError, Position},
+    error::ApiError,
     inflight::InflightGuard,
     producer::{self, Outgoing},
+    route_check,
 };
 
 /// The body of a 202: every event of the request was acknowledged by the broker.
@@ -68,6 +71,7 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, requ
             } else {
                 tracing::debug!(code = error.code(), %error, "request refused");
             }
+            state.metrics.request_errors.with_label_values(&[error.code()]).inc();
             error.into_response()
         }
     };
@@ -111,8 +115,14 @@ async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body) -> Re
     for (at, raw) in raws {
         // One event's values at a time: parsed, validated, encoded, dropped.
         let value = body::value(raw, at, config.max_event_bytes)?;
-        let event = Event::from_api(value, received_at)
-            .map_err(|e| ApiError::InvalidEvent { message: prefixed(at, &e.message), at })?;
+        let event = Event::from_api(value, received_at).map_err(|e| ApiError::InvalidEvent {
+            message: at.prefix(&e.message),
+            at,
+            column: None,
+        })?;
+        if let Some(routes) = &state.routes {
+            routes.check_event(&event).map_err(|refusal| route_check::refused(refusal, at))?;
+        }
         let record = Outgoing::new(&event);
         if record.size() > config.max_event_bytes {
             return Err(ApiError::EventTooLarge { size: record.size(), limit: config.max_event_bytes, at });
@@ -157,11 +167,4 @@ async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body) -> Re
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn prefixed(at: Position, message: &str) -> String {
-    match at {
-        Position::Index(i) => format!("event {i}: {message}"),
-        Position::Line(n) => format!("line {n}: {message}"),
-    }
 }

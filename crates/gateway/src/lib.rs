@@ -3,7 +3,8 @@
 //! - [`config`]: flags and environment;
 //! - [`app`]: the router and shared state;
 //! - [`serve`]: the HTTP server, its timeouts and its connection cap;
-//! - [`ingest`]: `POST /v1/events`, with [`body_read`] (receiving), [`body`] (decoding) and [`auth`];
+//! - [`ingest`]: `POST /v1/events`, with [`body_read`] (receiving), [`body`] (decoding), [`auth`]
+//!   and [`route_check`] (`--routes`: what the sinker would dead-letter is refused);
 //! - [`producer`]: produce and wait for acknowledgements;
 //! - [`health`]: readiness and the broker watcher; [`metrics`]; [`error`]: every error answer;
 //! - [`openapi`]: the OpenAPI document, generated from the handlers, types and errors;
@@ -27,5 +28,6 @@ pub mod metrics;
 pub mod openapi;
 pub mod producer;
 pub mod rate_limit;
+pub mod route_check;
 pub mod serve;
 pub mod tasks;

@@ -13,6 +13,7 @@ use gateway::{
     serve,
     tasks::Background,
 };
+use sluice_routes::RoutesFile;
 use tokio::sync::Semaphore;
 
 /// mimalloc: the request and batch paths allocate and free many small objects; glibc's
@@ -28,7 +29,14 @@ async fn main() -> ExitCode {
         tracing::error!(%message, "invalid configuration");
         return ExitCode::from(2);
     }
-    match run(config).await {
+    let routes = match config.load_routes() {
+        Ok(routes) => routes,
+        Err(message) => {
+            tracing::error!(%message, "invalid configuration");
+            return ExitCode::from(2);
+        }
+    };
+    match run(config, routes).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "gateway stopped");
@@ -37,9 +45,10 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, routes: Option<RoutesFile>) -> anyhow::Result<()> {
     tracing::info!(listen = %config.listen, brokers = %config.kafka.brokers, topic = %config.kafka.topic,
-        api_keys = config.api_keys.len(), kafka_options = ?config.kafka.kafka_options, "gateway starting");
+        api_keys = config.api_keys.len(), kafka_options = ?config.kafka.kafka_options,
+        routes = routes.as_ref().map_or(0, |r| r.routes.len()), "gateway starting");
     let producer =
         producer::build(&config.kafka, config.produce_timeout, config.max_inflight_bytes, config.max_event_bytes)?;
     let metrics = Metrics::new();
@@ -71,6 +80,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         inflight: Arc::new(Semaphore::new(config.max_inflight_bytes.min(Semaphore::MAX_PERMITS))),
         backpressure,
         rate_limiter,
+        routes: routes.map(Arc::new),
     };
     background.spawn(
         "readiness watcher",

@@ -5,6 +5,8 @@ use prometheus::{
     Registry,
 };
 
+use crate::error::ApiError;
+
 /// Label values of `gateway_delivery_failures_total`, exported from the start.
 pub const DELIVERY_FAILURE_REASONS: [&str; 5] =
     ["queue_full", "enqueue_error", "delivery_error", "timeout", "canceled"];
@@ -28,6 +30,7 @@ pub struct Metrics {
     pub lag_measure_seconds: Histogram,
     pub backpressure_active: IntGauge,
     pub throttled_requests: IntCounterVec,
+    pub request_errors: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -127,6 +130,14 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let request_errors = IntCounterVec::new(
+            Opts::new(
+                "gateway_request_errors_total",
+                "POST /v1/events requests answered with an error, by its code (invalid_event, no_route, ...).",
+            ),
+            &["code"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(events_accepted.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(requests.clone()),
@@ -144,6 +155,7 @@ impl Metrics {
             Box::new(lag_measure_seconds.clone()),
             Box::new(backpressure_active.clone()),
             Box::new(throttled_requests.clone()),
+            Box::new(request_errors.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -152,6 +164,11 @@ impl Metrics {
         }
         for reason in ["lag", "rate_limit"] {
             throttled_requests.with_label_values(&[reason]);
+        }
+        // Every code `POST /v1/events` answers with, from the start (not_found and
+        // method_not_allowed are the router's).
+        for error in ApiError::all().filter(|e| !matches!(e, ApiError::NotFound | ApiError::MethodNotAllowed { .. })) {
+            request_errors.with_label_values(&[error.code()]);
         }
         Self {
             registry,
@@ -171,6 +188,7 @@ impl Metrics {
             lag_measure_seconds,
             backpressure_active,
             throttled_requests,
+            request_errors,
         }
     }
 }

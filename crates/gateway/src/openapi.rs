@@ -149,7 +149,14 @@ impl Modify for ErrorAnswers {
 fn explain(error: &ApiError) -> String {
     let text = match error {
         ApiError::InvalidJson { .. } => "the body is not JSON (or NDJSON), not UTF-8, truncated or nested too deep",
-        ApiError::InvalidEvent { .. } => "an event is wrong; `index` or `line` says which",
+        ApiError::InvalidEvent { .. } => {
+            "an event is wrong; `index` or `line` says which. With --routes, also an event that fails a `type` or \
+             `required = true` its routes declare: `route`, `column` and `path` say where"
+        }
+        ApiError::NoRoute { .. } => {
+            "with --routes: an event's type matches no route (the sinker would dead-letter it); `index` or `line` \
+             says which"
+        }
         ApiError::EmptyBatch => "the request holds no events",
         ApiError::Unauthorized => "API keys are configured and the request has no valid `Authorization: Bearer <key>`",
         ApiError::BodyTooLarge { .. } => "the body is over --max-body-bytes (before or after gzip)",
@@ -248,7 +255,13 @@ mod tests {
     fn every_error_body_matches_the_documented_schema() {
         let doc = document();
         let properties = doc["components"]["schemas"]["ErrorDetail"]["properties"].as_object().expect("properties");
-        for error in ApiError::all() {
+        // The placeholders leave optional parts out: add an invalid_event with its route column.
+        let routed = ApiError::InvalidEvent {
+            message: String::new(),
+            at: Default::default(),
+            column: Some(Box::new(crate::error::RouteColumn::default())),
+        };
+        for error in ApiError::all().chain([routed]) {
             let body = error.body();
             for key in body["error"].as_object().expect("error object").keys() {
                 assert!(properties.contains_key(key), "{}: `{key}` is documented", error.code());
