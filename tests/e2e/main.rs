@@ -13,6 +13,7 @@ mod gateway_backpressure;
 mod gateway_limits;
 mod gateway_slow_clients;
 mod guarantees;
+mod routes;
 mod security;
 mod sinker;
 mod sinker_groups;
