@@ -24,7 +24,9 @@ CREATE TABLE shop.orders (
     order_id   bigint        PRIMARY KEY,
     customer   uuid          NOT NULL,
     status     text          NOT NULL,
-    total      numeric(12,2) NOT NULL,
+    -- A negative total is refused by the database: the event is dead-lettered as
+    -- database_rejected, the rest of its batch is written.
+    total      numeric(12,2) NOT NULL CHECK (total >= 0),
     paid       boolean       NOT NULL,
     items      jsonb,
     updated_at timestamptz   NOT NULL

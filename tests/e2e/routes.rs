@@ -278,6 +278,9 @@ async fn values_that_do_not_convert_are_dead_lettered_and_the_rest_of_the_batch_
     let mut bad_customer = good_order.clone();
     bad_customer["order_id"] = json!(3);
     bad_customer["customer"] = json!("not-a-uuid");
+    let mut negative = good_order.clone();
+    negative["order_id"] = json!(4);
+    negative["total"] = json!(-1);
     let records = vec![
         (
             "a".to_owned(),
@@ -298,9 +301,12 @@ async fn values_that_do_not_convert_are_dead_lettered_and_the_rest_of_the_batch_
             "c9".to_owned(),
             Some(event(Uuid::now_v7(), "cart.updated", Some("c9"), t(6), json!({"user_id": 1, "items": 1}))),
         ),
+        // Maps, but the table's CHECK refuses it: isolated by halving, dead-lettered as
+        // database_rejected, and written to none of its routes (not to events either).
+        ("4".to_owned(), Some(event(Uuid::now_v7(), "order.placed", None, t(7), negative))),
     ];
     produce(&env, &records).await;
-    let sinker = start(&env, &example_routes(), &["--batch-size", "6", "--batch-timeout", "5s"]);
+    let sinker = start(&env, &example_routes(), &["--batch-size", "7", "--batch-timeout", "5s"]);
     env.wait_offsets_at_high_watermarks(DRAIN).await;
 
     let mut letters: Vec<(i64, String, String)> = env
@@ -336,7 +342,10 @@ async fn values_that_do_not_convert_are_dead_lettered_and_the_rest_of_the_batch_
     ];
     let expected: Vec<(i64, String, String)> =
         expected.iter().map(|(o, d)| (*o, "mapping_failed".to_owned(), (*d).to_owned())).collect();
-    assert_eq!(letters, expected);
+    assert_eq!(letters[..4], expected);
+    assert_eq!((letters[4].0, letters[4].1.as_str()), (6, "database_rejected"));
+    assert!(letters[4].2.contains("violates check constraint \"orders_total_check\""), "{}", letters[4].2);
+    assert_eq!(letters.len(), 5);
     // The same dead letter keeps the original record.
     let first = env.dlq_records().into_iter().find(|m| header(m, "sluice-source-offset").as_deref() == Some("0"));
     assert_eq!(first.and_then(|m| m.key().map(<[u8]>::to_vec)), Some(b"a".to_vec()));
@@ -347,6 +356,53 @@ async fn values_that_do_not_convert_are_dead_lettered_and_the_rest_of_the_batch_
     assert_eq!(carts(&env).await, vec![]);
     assert_eq!(events_count(&env).await, 2, "all or nothing: a dead-lettered event is not in events either");
     assert_eq!(metric(&sinker, "sinker_dlq_messages_total", &[("reason", "mapping_failed")]).await, 4.0);
+    assert_eq!(metric(&sinker, "sinker_dlq_messages_total", &[("reason", "database_rejected")]).await, 1.0);
+}
+
+#[tokio::test]
+async fn events_and_tombstones_no_route_takes_are_dead_lettered_as_no_route() {
+    let env = shop(1).await;
+    let example = std::fs::read_to_string(example("routes.toml")).expect("routes.toml");
+    // Only the page_views route: no catch-all, no tombstone_key.
+    let start_at = example.find("[[route]]\nname = \"page_views\"").expect("the page_views route");
+    let end_at = example.find("# Upsert with a version").expect("the orders route");
+    let routes = write_file(&env, &example[start_at..end_at]);
+    let view = Uuid::now_v7();
+    let records = vec![
+        ("a".to_owned(), Some(event(Uuid::now_v7(), "order.placed", None, t(1), json!({"order_id": 1})))),
+        ("b".to_owned(), Some(event(view, "page.viewed", None, t(2), json!({"user_id": 1, "path": "/"})))),
+        ("c".to_owned(), None),
+    ];
+    produce(&env, &records).await;
+    let _sinker = start(&env, &routes, &[]);
+    env.wait_offsets_at_high_watermarks(DRAIN).await;
+    let mut letters: Vec<(String, String, String)> = env
+        .dlq_records()
+        .iter()
+        .map(|m| {
+            let get = |name| header(m, name).unwrap_or_else(|| panic!("{name}"));
+            (get("sluice-source-offset"), get("sluice-dlq-reason"), get("sluice-dlq-detail"))
+        })
+        .collect();
+    letters.sort();
+    assert_eq!(
+        letters,
+        [
+            (
+                "0".to_owned(),
+                "no_route".to_owned(),
+                "no route takes event type \"order.placed\": add a route for it, or one with types = [\"*\"]"
+                    .to_owned()
+            ),
+            (
+                "2".to_owned(),
+                "no_route".to_owned(),
+                "record has no value (a tombstone), and no route has a tombstone_key to delete by".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(page_views(&env).await.iter().map(|v| v.0).collect::<Vec<_>>(), [view]);
+    assert_eq!(events_count(&env).await, 0, "no raw route: the routes file decides everything");
 }
 
 /// A routes file with one problem per route.
@@ -502,11 +558,21 @@ async fn kill_9_and_a_rebalance_during_multi_table_writes_leave_exact_rows() {
     let (first, second) = records.split_at(records.len() / 2);
     produce(&env, first).await;
 
+    // Crashes inside a batch's transaction, after every table's statement and before COMMIT;
+    // then after COMMIT, before the Kafka commit; then a kill -9 mid-stream.
+    for failpoint in ["sinker.before_db_commit:4", "sinker.after_db_commit:4"] {
+        let mut doomed =
+            env.sinker_with_env(&["--routes", &routes, "--batch-size", "20"], &[("SLUICE_FAILPOINT", failpoint)]);
+        let status = doomed.wait_exit(DRAIN).await;
+        assert!(!status.success(), "{failpoint}: the failpoint aborts the process");
+    }
+    let written_before_kill = events_count(&env).await;
+    assert!(written_before_kill < first.len() as i64, "crashed mid-stream ({written_before_kill})");
     let mut a = start(&env, &routes, &["--batch-size", "20"]);
-    eventually(DRAIN, "a first part written", || async { (events_count(&env).await >= 200).then_some(()) }).await;
+    eventually(DRAIN, "more written", || async { (events_count(&env).await > written_before_kill).then_some(()) })
+        .await;
     a.kill9();
     let written_at_kill = events_count(&env).await;
-    assert!(written_at_kill < total, "the kill came mid-stream ({written_at_kill} of {total})");
     produce(&env, second).await;
     let _a = start(&env, &routes, &["--batch-size", "20"]);
     eventually(DRAIN, "more written after the restart", || async {
