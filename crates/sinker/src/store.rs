@@ -264,7 +264,7 @@ pub trait Chunks {
     type Written;
     /// The number of units.
     fn count(&self) -> usize;
-    /// Writes units `range` in this transaction. A class 22/23/54 error ([`ErrorKind::Rejected`])
+    /// Writes units `range` in this transaction. A class 21/22/23/54 error ([`ErrorKind::Rejected`])
     /// refuses the part; any other error aborts the attempt.
     fn write(
         &self,
@@ -347,8 +347,9 @@ pub enum ErrorKind {
     Contention,
     /// Statement timeout or cancellation: retry.
     Timeout,
-    /// The data itself is refused (class 22 data exception, 23 integrity, 54 limits):
-    /// isolate the offending rows and dead-letter them.
+    /// The data itself is refused (class 21 cardinality: one statement touching a row twice,
+    /// 22 data exception, 23 integrity, 54 limits): isolate the offending rows and dead-letter
+    /// them.
     Rejected,
     /// The schema or permissions are wrong (class 42, 28, 3D, ...), the server reports an
     /// internal error or corruption (class XX), or a trigger raised an exception with the
@@ -387,7 +388,11 @@ pub fn classify_sqlstate(code: &str) -> ErrorKind {
     match code {
         "40001" | "40P01" | "55P03" => ErrorKind::Contention,
         "57014" => ErrorKind::Timeout,
-        c if c.starts_with("22") || c.starts_with("23") || c.starts_with("54") => ErrorKind::Rejected,
+        // 21000: a statement touched one row twice (an upsert whose keys the database finds equal
+        // and write-combining did not): the rows that did it are isolated like a refused row.
+        c if c.starts_with("21") || c.starts_with("22") || c.starts_with("23") || c.starts_with("54") => {
+            ErrorKind::Rejected
+        }
         c if c.starts_with("08") || c.starts_with("57") || c.starts_with("53") || c.starts_with("58") => {
             ErrorKind::Connection
         }
@@ -417,6 +422,7 @@ mod tests {
             ("40001", ErrorKind::Contention),
             ("55P03", ErrorKind::Contention),
             ("57014", ErrorKind::Timeout),
+            ("21000", ErrorKind::Rejected),
             ("22P05", ErrorKind::Rejected),
             ("22008", ErrorKind::Rejected),
             ("23514", ErrorKind::Rejected),
