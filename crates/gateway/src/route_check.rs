@@ -85,6 +85,7 @@ n = { path = "data.n", type = "integer" }
                         ty: c.declared.unwrap_or(ColumnType::TEXT),
                         nullable: !c.required && !route.key.contains(&c.name),
                         has_default: false,
+                        modifier: sluice_routes::Modifier::None,
                     })
                     .collect()
             })

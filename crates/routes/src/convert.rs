@@ -11,14 +11,14 @@
 //! |---|---|---|
 //! | text, varchar, char | a JSON string as is; `type` and `key`; `id` (hyphenated lowercase); `ts` and `received_at` (RFC 3339, microseconds, `Z`) | numbers, booleans, arrays, objects (no implicit formatting) |
 //! | uuid | a string in the hyphenated 36-character form, any case (written lowercase); `id` | braced, URN and unhyphenated forms, anything else |
-//! | smallint, integer, bigint | a JSON integer in the column's range; a string holding one (optional sign, digits only) | `1.5`, `1.0`, `1e3` (a JSON number written with a fraction or an exponent), `" 1"`, `"0x1"`, out of range (the message gives the range) |
-//! | numeric | a JSON number (written as serde_json prints it); a string holding a decimal number: optional sign, digits with an optional fraction, optional exponent of at most 32 bits (`"-12.50"`, `"1e-3"`, `".5"`) | `"NaN"`, `"Infinity"`, anything else |
+//! | smallint, integer, bigint | a JSON integer in the column's range (`-0` is 0); a string holding one (optional sign, digits only) | `1.5`, `1.0`, `1e3` (a JSON number written with a fraction or an exponent), `" 1"`, `"0x1"`, out of range (the message gives the range) |
+//! | numeric | a JSON number (written as serde_json prints it); a string holding a decimal number: optional sign, digits with an optional fraction, optional exponent (`"-12.50"`, `"1e-3"`, `".5"`), within PostgreSQL's numeric range: at most 131072 digits before the point and 16383 after it once the exponent is applied | `"NaN"`, `"Infinity"`, `"1e999999"`, `"1e-20000"`, anything else |
 //! | real, double precision | a JSON number or a string holding a decimal number, within the type's range (no overflow, no underflow to zero) | `"NaN"`, `"Infinity"`, out of range |
 //! | boolean | JSON `true` and `false` | strings (`"true"`), numbers |
 //! | timestamptz | an RFC 3339 string; `ts` and `received_at`. Written in UTC with microseconds (digits past the microsecond are truncated, a leap second is the next second's start); between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in UTC | anything else |
 //! | timestamp | an RFC 3339 string, converted to UTC and written without an offset; a string `YYYY-MM-DDTHH:MM:SS[.fraction]` without an offset, taken as is; `ts` and `received_at` (in UTC) | anything else |
 //! | date | a `YYYY-MM-DD` string; `ts` and `received_at` (their UTC date) | timestamps in strings, anything else |
-//! | json, jsonb | any JSON value, written as JSON; an explicit JSON `null` is the JSON value `null` (a missing path is not: see `mapping.rs`); `data` whole; `id`, `type`, `key`, `ts`, `received_at` as JSON strings | strings and object keys holding NUL |
+//! | json, jsonb | any JSON value, written as JSON (object keys sorted and whitespace dropped: a json column does not keep the sender's text); an explicit JSON `null` is the JSON value `null` (a missing path is not: see `mapping.rs`); `data` whole; `id`, `type`, `key`, `ts`, `received_at` as JSON strings | strings and object keys holding NUL |
 //! | arrays of the above (one dimension) | a JSON array whose items each convert to the element type; a `null` item is a NULL element (a JSON `null` in json[] and jsonb[]) | anything but a JSON array; items that are arrays (except in json[] and jsonb[]) |
 //!
 //! Integers beyond 64 bits in a JSON document reach the sinker as floating-point numbers (the
@@ -161,7 +161,7 @@ fn scalar_value(value: Extracted<'_>, scalar: Scalar) -> Result<Option<String>, 
         },
         Scalar::Numeric => match value {
             Extracted::Json(Value::Number(n)) => Some(n.to_string()),
-            other => text(&other).filter(|s| is_decimal(s)).map(str::to_owned),
+            other => text(&other).filter(|s| is_decimal(s) && numeric_fits(s)).map(str::to_owned),
         },
         Scalar::Float4 | Scalar::Float8 => match value {
             Extracted::Json(Value::Number(n)) => n.as_f64().and_then(|f| float(f, f != 0.0, scalar)),
@@ -293,6 +293,9 @@ fn in_range(n: i128, scalar: Scalar) -> Option<String> {
 fn json_integer(n: &Number, scalar: Scalar) -> Option<String> {
     if let Some(i) = n.as_i64() {
         in_range(i.into(), scalar)
+    } else if n.as_f64().is_some_and(|f| f == 0.0) {
+        // JSON `-0`: the parser reads it as the float -0.0 (and cannot tell `-0.0` from it).
+        Some("0".to_owned())
     } else {
         // A u64 above i64::MAX is out of every range; a float is not an integer.
         None
@@ -327,6 +330,43 @@ pub fn is_decimal(s: &str) -> bool {
         !unsigned.is_empty() && digits(unsigned) && e.parse::<i32>().is_ok()
     });
     mantissa_ok && exponent_ok
+}
+
+/// Whether PostgreSQL's numeric input takes a decimal string (see [`is_decimal`]): at most
+/// 131072 digits before the point and 16383 after it (its display scale), once the exponent
+/// moves the point; an exponent under 2^30 in magnitude, even for zero. Larger values are
+/// `value overflows numeric format` (22003).
+pub fn numeric_fits(s: &str) -> bool {
+    const MAX_DIGITS_BEFORE_POINT: i64 = 131_072;
+    const MAX_SCALE: i64 = 16_383;
+    const MAX_EXPONENT: i64 = i32::MAX as i64 / 2;
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(i) => match unsigned[i + 1..].parse::<i64>() {
+            Ok(e) => (&unsigned[..i], e),
+            Err(_) => return false,
+        },
+        None => (unsigned, 0),
+    };
+    if exponent.abs() >= MAX_EXPONENT {
+        return false;
+    }
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // Digits shown after the point: the fraction's, less the exponent.
+    let scale = (frac.len() as i64 - exponent).max(0);
+    // Digits before the point, from the first significant one (none for zero or below 1).
+    let significant_int = int.trim_start_matches('0').len() as i64;
+    let before_point = if significant_int > 0 {
+        significant_int + exponent
+    } else {
+        let leading = frac.bytes().take_while(|&b| b == b'0').count() as i64;
+        if leading == frac.len() as i64 {
+            0
+        } else {
+            exponent - leading
+        }
+    };
+    scale <= MAX_SCALE && before_point <= MAX_DIGITS_BEFORE_POINT
 }
 
 /// A finite float in the type's range, written so it reads back exactly. `nonzero` tells
@@ -572,6 +612,53 @@ mod tests {
             "expected numeric (a JSON number or a string holding a decimal number), found a string (\"abc\")"
         );
         assert!(conv(&json!(true), "decimal").is_err());
+    }
+
+    #[test]
+    fn numeric_strings_stay_within_postgresqls_numeric_range() {
+        let digits = |n: usize| "9".repeat(n);
+        for good in [
+            "1e131071".to_owned(),
+            "9.99e131071".to_owned(),
+            "00001e131071".to_owned(),
+            "0.0001e131075".to_owned(),
+            "12345.5e131067".to_owned(),
+            digits(131_072),
+            "1e-16383".to_owned(),
+            "1.5e-16382".to_owned(),
+            "1.000e-16380".to_owned(),
+            format!("0.{}", digits(16_383)),
+            "0e1073741822".to_owned(),
+            "-0e-16383".to_owned(),
+        ] {
+            assert!(conv(&json!(good), "numeric").is_ok(), "{good}");
+        }
+        for bad in [
+            "1e131072".to_owned(),
+            "0.0001e131076".to_owned(),
+            "12345.5e131068".to_owned(),
+            digits(131_073),
+            "1e999999".to_owned(),
+            "1e-16384".to_owned(),
+            "1e-20000".to_owned(),
+            "1.5e-16383".to_owned(),
+            "1.0000e-16380".to_owned(),
+            "0e-16384".to_owned(),
+            format!("0.{}", digits(16_384)),
+            "0e1073741823".to_owned(),
+            "1e2147483647".to_owned(),
+        ] {
+            assert!(conv(&json!(bad), "numeric").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_minus_zero_is_integer_zero() {
+        let minus_zero: Value = serde_json::from_str("-0").expect("json");
+        assert_eq!(ok(&minus_zero, "integer"), "0");
+        assert_eq!(ok(&minus_zero, "smallint"), "0");
+        assert_eq!(ok(&json!("-0"), "bigint"), "0");
+        assert!(conv(&json!(0.5), "integer").is_err());
     }
 
     #[test]

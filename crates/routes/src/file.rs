@@ -61,9 +61,16 @@ pub struct RoutesFile {
 pub struct Route {
     pub name: String,
     pub types: Vec<TypePattern>,
+    /// As written; after [`RoutesFile::resolve_tables`], schema-qualified as the catalog found
+    /// it, so statements do not depend on the session's `search_path`.
     pub table: TableName,
-    /// The same for every route writing `table`: the index of the first of them.
+    /// The same for every route writing one table: the index of the first of them. From the
+    /// spelling of `table` when parsed; from the table's identity (its oid) after
+    /// [`RoutesFile::resolve_tables`], so `orders` and `public.orders` are one table.
     pub table_id: usize,
+    /// The table is partitioned (set by [`RoutesFile::resolve_tables`]): its upsert cannot
+    /// return the system column `xmax`, see `sql.rs`.
+    pub partitioned: bool,
     pub mode: Mode,
     /// Column names, as written (may be empty for insert routes).
     pub key: Vec<String>,
@@ -260,13 +267,40 @@ impl RoutesFile {
         }
         check_names(&names, &labels, &mut problems);
         if problems.is_empty() {
-            check_tables(&mut routes, &mut problems);
+            let tables: Vec<TableName> = routes.iter().map(|r| r.table.clone()).collect();
+            assign_table_ids(&mut routes, &tables);
+            check_tables(&routes, &mut problems);
         }
         if !problems.is_empty() {
             return Err(RoutesError::Invalid { file: None, problems });
         }
         let matcher = Matcher::new(routes.iter().map(|r| r.types.as_slice()));
         Ok(Self { routes, matcher })
+    }
+
+    /// Replaces each route's table by what the catalog found (`tables[i]` for route i): the
+    /// schema-qualified name, its identity and whether it is partitioned. Routes naming one
+    /// table in two spellings (`orders` through the `search_path`, and `public.orders`) then
+    /// share a `table_id`, and the rules for routes into one table are checked again: every
+    /// problem is returned.
+    pub fn resolve_tables(&mut self, tables: &[ResolvedTable]) -> Result<(), Vec<RouteProblem>> {
+        if tables.len() != self.routes.len() {
+            let message = format!("{} routes but {} resolved tables", self.routes.len(), tables.len());
+            return Err(vec![problem("*", "table", message)]);
+        }
+        for (route, table) in self.routes.iter_mut().zip(tables) {
+            route.table = table.name.clone();
+            route.partitioned = table.partitioned;
+        }
+        let ids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
+        assign_table_ids(&mut self.routes, &ids);
+        let mut problems = Vec::new();
+        check_tables(&self.routes, &mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
     /// The indexes of the routes that take this event type, in file order, each once.
@@ -394,6 +428,7 @@ fn validate_route(raw: RawRoute, index: usize, problem: &mut dyn FnMut(&str, Str
         types,
         table: table?,
         table_id: index,
+        partitioned: false,
         mode,
         key: raw.key,
         version: raw.version,
@@ -427,12 +462,28 @@ fn validate_column(
     Some(ColumnSpec { name, path: path?, default, declared, required })
 }
 
-/// Route-to-route rules, per table; assigns `table_id`.
-fn check_tables(routes: &mut [Route], problems: &mut Vec<RouteProblem>) {
-    let mut first_of_table: HashMap<TableName, usize> = HashMap::new();
-    for (i, route) in routes.iter_mut().enumerate() {
-        route.table_id = *first_of_table.entry(route.table.clone()).or_insert(i);
+/// A route's table as the catalog resolved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedTable {
+    /// Schema-qualified.
+    pub name: TableName,
+    /// `pg_class.oid`: one table, one identity, however it is spelled.
+    pub oid: u32,
+    /// `relkind` `p`.
+    pub partitioned: bool,
+}
+
+/// Sets each route's `table_id` to the index of the first route with the same table identity
+/// (`identities[i]` for route i).
+fn assign_table_ids<T: std::hash::Hash + Eq>(routes: &mut [Route], identities: &[T]) {
+    let mut first_of_table: HashMap<&T, usize> = HashMap::new();
+    for (i, (route, identity)) in routes.iter_mut().zip(identities).enumerate() {
+        route.table_id = *first_of_table.entry(identity).or_insert(i);
     }
+}
+
+/// Route-to-route rules, per table (`table_id`).
+fn check_tables(routes: &[Route], problems: &mut Vec<RouteProblem>) {
     let sorted = |key: &[String]| {
         let mut k = key.to_vec();
         k.sort();
@@ -873,5 +924,33 @@ x = "id"
         let missing = RoutesFile::load(dir.join("nope.toml")).expect_err("missing");
         assert!(missing.to_string().starts_with("cannot read the routes file "), "{missing}");
         std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn tables_resolved_by_the_catalog_are_one_table_however_spelled() {
+        let text = "[[route]]\nname = \"a\"\ntypes = [\"x\"]\ntable = \"orders\"\nmode = \"upsert\"\nkey = [\"id\"]\n\
+                    version = \"v\"\n[route.columns]\nid = \"id\"\nv = \"ts\"\n\
+                    [[route]]\nname = \"b\"\ntypes = [\"y\"]\ntable = \"public.orders\"\nmode = \"upsert\"\nkey = [\"n\"]\n\
+                    [route.columns]\nn = \"key\"\n";
+        let mut file = RoutesFile::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(file.routes.iter().map(|r| r.table_id).collect::<Vec<_>>(), [0, 1], "two spellings");
+        let orders = ResolvedTable {
+            name: TableName { schema: Some("public".into()), name: "orders".into() },
+            oid: 16384,
+            partitioned: true,
+        };
+        let problems = file.resolve_tables(&[orders.clone(), orders]).expect_err("one table");
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            [
+                "route b, key: routes a and b both write public.orders with different keys ([\"id\"] and [\"n\"]): \
+                 routes into one table declare the same key, or none",
+                "route b, mode: routes a and b both upsert public.orders, and a has a version: a table upserted with \
+                 a version takes no other upsert route (merge them into one route)",
+            ]
+        );
+        assert_eq!(file.routes.iter().map(|r| r.table_id).collect::<Vec<_>>(), [0, 0]);
+        assert!(file.routes.iter().all(|r| r.partitioned && r.table.quoted() == "\"public\".\"orders\""));
     }
 }

@@ -197,6 +197,7 @@ mod tests {
             ty: ColumnType::parse_declared(ty).unwrap_or_else(|e| panic!("{e}")),
             nullable: true,
             has_default: false,
+            modifier: crate::types::Modifier::None,
         }
     }
 

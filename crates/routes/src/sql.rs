@@ -7,11 +7,16 @@
 //!   when the route has a key (rows affected: inserted; the rest were skipped);
 //! - upsert: `INSERT INTO "s"."t" AS t (...) SELECT ... ON CONFLICT ("k") DO UPDATE SET "b" =
 //!   EXCLUDED."b", ...` for every mapped non-key column (a key of every mapped column:
-//!   `DO NOTHING`); with a `version`, `WHERE t."v" IS NULL OR EXCLUDED."v" >= t."v"` (equal
+//!   `DO NOTHING`); with a `version`, `WHERE t."v" IS NULL OR EXCLUDED."v" >= t."v"` (text
+//!   versions `COLLATE "C"` on both sides, as write-combining compares them; equal
 //!   versions replace, so replaying an event is idempotent; a stored null is older than any
 //!   version; an incoming null replaces only a stored null). It ends with
 //!   `RETURNING (t.xmax = 0) AS inserted`: one row per inserted (true) or updated (false) row;
-//!   rows sent and not returned were skipped (an older version, or `DO NOTHING`);
+//!   rows sent and not returned were skipped (an older version, or `DO NOTHING`). A
+//!   partitioned table cannot return `xmax`: its upsert first reads which keys exist (`WITH pre
+//!   AS MATERIALIZED (SELECT keys FROM t WHERE keys IN (the rows' keys))`) and returns `NOT
+//!   EXISTS` a match there. It reads the statement's snapshot: a row another transaction
+//!   commits meanwhile is updated and counted as inserted (the counts are metrics only);
 //! - delete: `DELETE FROM "s"."t" AS t USING UNNEST($1::text[]) AS u("k") WHERE
 //!   t."k" = u."k"::integer` (every key column; rows affected: deleted).
 //!
@@ -26,6 +31,7 @@ use crate::{
     file::{quote_identifier, Mode},
     mapping::ResolvedRoute,
     ops::{Action, Op},
+    types::Scalar,
 };
 
 /// The statement kinds.
@@ -98,11 +104,44 @@ pub fn upsert(route: &ResolvedRoute, missing: &[usize]) -> Statement {
     } else {
         let _ = write!(sql, " DO UPDATE SET {}", set.join(", "));
         if let Some(v) = route.version {
+            // Text versions compare by bytes, as write-combining compares them (`compare.rs`),
+            // whatever the column's collation.
+            let collate = if route.columns[v].info.ty.scalar() == Scalar::Text { " COLLATE \"C\"" } else { "" };
             let v = quote_identifier(&route.columns[v].spec.name);
-            let _ = write!(sql, " WHERE t.{v} IS NULL OR EXCLUDED.{v} >= t.{v}");
+            let _ = write!(sql, " WHERE t.{v} IS NULL OR EXCLUDED.{v}{collate} >= t.{v}{collate}");
         }
     }
-    sql.push_str(" RETURNING (t.xmax = 0) AS inserted");
+    if route.route.partitioned {
+        // A partitioned table cannot return the system column xmax (0A000): the rows whose
+        // key existed before the statement are the updated ones.
+        let keys: Vec<String> = route.key.iter().map(|&i| quote_identifier(&route.columns[i].spec.name)).collect();
+        let params: Vec<String> = route
+            .key
+            .iter()
+            .map(|k| format!("${}::text[]", columns.iter().position(|c| c == k).map_or(0, |p| p + 1)))
+            .collect();
+        let casts: Vec<String> = route
+            .key
+            .iter()
+            .zip(&keys)
+            .map(|(&i, name)| format!("u.{name}::{}", route.columns[i].info.ty.sql_name()))
+            .collect();
+        let stored: Vec<String> = keys.iter().map(|k| format!("p.{k}")).collect();
+        let same: Vec<String> = keys.iter().map(|k| format!("p.{k} = t.{k}")).collect();
+        sql = format!(
+            "WITH pre AS MATERIALIZED (SELECT {stored} FROM {table} AS p WHERE ({stored}) IN (SELECT {casts} FROM \
+             UNNEST({params}) AS u({keys}))) {sql} RETURNING NOT EXISTS (SELECT FROM pre AS p WHERE {same}) AS \
+             inserted",
+            stored = stored.join(", "),
+            table = route.route.table.quoted(),
+            casts = casts.join(", "),
+            params = params.join(", "),
+            keys = keys.join(", "),
+            same = same.join(" AND "),
+        );
+    } else {
+        sql.push_str(" RETURNING (t.xmax = 0) AS inserted");
+    }
     Statement { sql, columns }
 }
 
@@ -216,6 +255,7 @@ mod tests {
                 ty: ColumnType::parse_declared(t).unwrap_or_else(|e| panic!("{e}")),
                 nullable: true,
                 has_default: true,
+                modifier: crate::types::Modifier::None,
             })
             .collect();
         ResolvedRoute::new(route, info).unwrap_or_else(|e| panic!("{e:?}"))
@@ -397,5 +437,39 @@ raw = "data"
         assert_eq!(statement.bind(&groups[0].ops), [vec![Some("1"), Some("4")], vec![Some("a"), None]]);
         let defaults = Statement { sql: String::new(), columns: vec![] };
         assert_eq!(defaults.bind(&groups[0].ops), [vec![None, None]]);
+    }
+
+    #[test]
+    fn text_versions_compare_in_the_c_collation() {
+        let route = resolved(
+            "[[route]]\nname = \"r\"\ntypes = [\"*\"]\ntable = \"t\"\nmode = \"upsert\"\nkey = [\"k\"]\nversion = \
+             \"v\"\n[route.columns]\nk = \"key\"\nv = \"data.v\"\n",
+            &["bigint", "varchar"],
+        );
+        assert!(
+            upsert(&route, &[])
+                .sql
+                .contains(" WHERE t.\"v\" IS NULL OR EXCLUDED.\"v\" COLLATE \"C\" >= t.\"v\" COLLATE \"C\" RETURNING"),
+            "{}",
+            upsert(&route, &[]).sql
+        );
+    }
+
+    #[test]
+    fn a_partitioned_upsert_counts_updates_by_the_keys_that_existed() {
+        let mut route = resolved(
+            "[[route]]\nname = \"r\"\ntypes = [\"*\"]\ntable = \"s.p\"\nmode = \"upsert\"\nkey = [\"b\", \"a\"]\n\
+             [route.columns]\nx = \"data.x\"\na = \"key\"\nb = \"id\"\n",
+            &["text", "bigint", "uuid"],
+        );
+        route.route.partitioned = true;
+        assert_eq!(
+            upsert(&route, &[0]).sql,
+            "WITH pre AS MATERIALIZED (SELECT p.\"b\", p.\"a\" FROM \"s\".\"p\" AS p WHERE (p.\"b\", p.\"a\") IN \
+             (SELECT u.\"b\"::uuid, u.\"a\"::bigint FROM UNNEST($2::text[], $1::text[]) AS u(\"b\", \"a\"))) INSERT INTO \
+             \"s\".\"p\" AS t (\"a\", \"b\") SELECT u.\"a\"::bigint, u.\"b\"::uuid FROM UNNEST($1::text[], $2::text[]) \
+             AS u(\"a\", \"b\") ON CONFLICT (\"b\", \"a\") DO UPDATE SET \"x\" = EXCLUDED.\"x\" RETURNING NOT EXISTS \
+             (SELECT FROM pre AS p WHERE p.\"b\" = t.\"b\" AND p.\"a\" = t.\"a\") AS inserted"
+        );
     }
 }

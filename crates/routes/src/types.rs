@@ -2,9 +2,11 @@
 //! ([`ColumnType::parse_declared`]), as PostgreSQL's catalog spells them in `pg_type.typname`
 //! ([`ColumnType::from_pg_type_name`]), and as a cast in SQL ([`ColumnType::sql_name`]).
 //!
-//! Length and precision modifiers (`varchar(20)`, `numeric(10,2)`) are not modelled: the
-//! database enforces them when the row is written (a too-long string is a class 22 error, which
-//! the sinker isolates and dead-letters as `database_rejected`).
+//! Length and precision modifiers (`varchar(20)`, `numeric(10,2)`) are enforced by the database
+//! when the row is written (a too-long string is a class 22 error, which the sinker isolates and
+//! dead-letters as `database_rejected`). What they do to a value that fits (numeric rounded to
+//! its scale, timestamps to their precision, char(n) blank-padded) is a [`Modifier`], from the
+//! catalog: write-combining needs it to compare keys and versions as the stored values compare.
 
 use std::fmt;
 
@@ -219,6 +221,45 @@ impl ColumnType {
     }
 }
 
+/// What a column's type and type modifier (`pg_attribute.atttypmod`) do to a value written into
+/// it, as far as comparing keys and versions goes (see `compare.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Modifier {
+    /// The value is stored as written.
+    #[default]
+    None,
+    /// `char(n)` (`bpchar`): trailing blanks are insignificant.
+    BlankPadded,
+    /// `varchar(n)`: a value longer than n characters whose excess is blanks is cut to n.
+    MaxLength(u32),
+    /// `numeric(p, s)`: rounded to s digits after the point (half away from zero; s may be
+    /// negative).
+    Scale(i32),
+    /// `timestamp(p)`, `timestamptz(p)`: rounded to p digits of fractional seconds.
+    FractionalDigits(u32),
+}
+
+impl Modifier {
+    /// The modifier of a scalar column from its `pg_type.typname` (a domain: its base type's)
+    /// and `atttypmod` (a domain: `typtypmod`; -1 when none). Arrays have none: they are never
+    /// keys or versions.
+    pub fn from_catalog(typname: &str, typmod: i32) -> Self {
+        // VARHDRSZ: PostgreSQL stores length modifiers plus 4.
+        const HEADER: i32 = 4;
+        match typname {
+            "bpchar" => Self::BlankPadded,
+            "varchar" if typmod >= HEADER => Self::MaxLength((typmod - HEADER) as u32),
+            "numeric" if typmod >= HEADER => {
+                // ((precision << 16) | scale) + 4, the scale an 11-bit signed number.
+                let scale = (typmod - HEADER) & 0x7ff;
+                Self::Scale(if scale & 0x400 != 0 { scale - 0x800 } else { scale })
+            }
+            "timestamp" | "timestamptz" if (0..6).contains(&typmod) => Self::FractionalDigits(typmod as u32),
+            _ => Self::None,
+        }
+    }
+}
+
 impl fmt::Display for ColumnType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -380,5 +421,23 @@ mod tests {
             };
             s.to_owned()
         }
+    }
+
+    #[test]
+    fn modifiers_come_from_the_catalogs_typmod() {
+        assert_eq!(Modifier::from_catalog("bpchar", 8), Modifier::BlankPadded);
+        assert_eq!(Modifier::from_catalog("bpchar", -1), Modifier::BlankPadded);
+        assert_eq!(Modifier::from_catalog("varchar", 6), Modifier::MaxLength(2));
+        assert_eq!(Modifier::from_catalog("varchar", -1), Modifier::None);
+        assert_eq!(Modifier::from_catalog("text", -1), Modifier::None);
+        // numeric(10,2): (10 << 16 | 2) + 4; numeric(2,-3): the scale is 11-bit signed.
+        assert_eq!(Modifier::from_catalog("numeric", (10 << 16 | 2) + 4), Modifier::Scale(2));
+        assert_eq!(Modifier::from_catalog("numeric", (2 << 16 | (-3i32 & 0x7ff)) + 4), Modifier::Scale(-3));
+        assert_eq!(Modifier::from_catalog("numeric", -1), Modifier::None);
+        assert_eq!(Modifier::from_catalog("timestamptz", 3), Modifier::FractionalDigits(3));
+        assert_eq!(Modifier::from_catalog("timestamp", 0), Modifier::FractionalDigits(0));
+        assert_eq!(Modifier::from_catalog("timestamptz", 6), Modifier::None, "microseconds are stored anyway");
+        assert_eq!(Modifier::from_catalog("timestamptz", -1), Modifier::None);
+        assert_eq!(Modifier::from_catalog("int4", -1), Modifier::None);
     }
 }

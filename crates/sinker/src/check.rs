@@ -1,6 +1,6 @@
 //! `sinker routes check --routes FILE`: the routes file against the live schema, without Kafka
 //! and without writing anything. Prints, per route, the resolved columns (type, nullability,
-//! default) and the SQL the route runs; or every problem, one a line.
+//! default) and the SQL the route runs, then any warnings; or every problem, one a line.
 
 use std::{fmt::Write as _, io::Write as _, time::Duration};
 
@@ -22,13 +22,17 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         }
     };
     let store = crate::run::store(config)?;
-    let resolved = tokio::time::timeout(Duration::from_secs(30), catalog::resolve(store.pool(), file))
+    let resolved = tokio::time::timeout(Duration::from_secs(30), catalog::resolve_with_warnings(store.pool(), file))
         .await
         .context("the database did not answer within 30 s")?
         .context("could not read the catalog; check DATABASE_URL")?;
     match resolved {
-        Ok(routes) => {
-            print(&describe(&routes))?;
+        Ok(resolved) => {
+            let mut out = describe(&resolved.routes);
+            for warning in &resolved.warnings {
+                let _ = writeln!(out, "\nwarning: {warning}");
+            }
+            print(&out)?;
             Ok(true)
         }
         Err(problems) => {
