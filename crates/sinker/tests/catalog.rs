@@ -211,3 +211,318 @@ v = "data.v"
         sqlx::query_as("SELECT k, v FROM plain ORDER BY k").fetch_all(store.pool()).await.expect("rows");
     assert_eq!(rows, [("a".to_owned(), Some(4))]);
 }
+
+fn set_event(event_type: &str, data: serde_json::Value) -> sluice_core::Event {
+    let mut body = serde_json::Map::new();
+    body.insert("type".to_owned(), event_type.into());
+    body.insert("data".to_owned(), data);
+    sluice_core::Event::from_api(body.into(), chrono::Utc::now()).expect("valid")
+}
+
+/// Maps events (offsets 0, 1, ...) and writes them in one committed transaction.
+async fn write_events(
+    store: &sinker::store::Store,
+    routes: &ResolvedRoutes,
+    events: &[sluice_core::Event],
+) -> Result<routed::RoutedWritten, sqlx::Error> {
+    let mut ops = Vec::new();
+    for (offset, event) in events.iter().enumerate() {
+        ops.extend(routes.ops_for_event(offset as i64, event).expect("maps"));
+    }
+    let mut tx = store.pool().begin().await.expect("begin");
+    let written = routed::write_ops(&mut tx, routes, ops).await?;
+    tx.commit().await.expect("commit");
+    Ok(written)
+}
+
+async fn resolved(pool: &sqlx::PgPool, routes: &str) -> ResolvedRoutes {
+    catalog::resolve(pool, file(routes)).await.expect("the catalog answers").unwrap_or_else(|p| panic!("{p:?}"))
+}
+
+#[tokio::test]
+async fn an_upsert_into_a_partitioned_table_counts_inserts_and_updates() {
+    let store = fresh_store().await;
+    sqlx::raw_sql(
+        "CREATE TABLE part (k integer PRIMARY KEY, v integer, at timestamptz) PARTITION BY RANGE (k);
+         CREATE TABLE part_low PARTITION OF part FOR VALUES FROM (0) TO (100);
+         CREATE TABLE part_high PARTITION OF part FOR VALUES FROM (100) TO (200);
+         INSERT INTO part VALUES (1, 0, '2026-01-01T00:00:00Z'), (50, 0, '2027-01-01T00:00:00Z'),
+                                 (150, 0, '2026-01-01T00:00:00Z');",
+    )
+    .execute(store.pool())
+    .await
+    .expect("tables");
+    let routes = resolved(
+        store.pool(),
+        "[[route]]\nname = \"p\"\ntypes = [\"set\"]\ntable = \"part\"\nmode = \"upsert\"\nkey = [\"k\"]\nversion = \
+         \"at\"\n[route.columns]\nk = \"data.k\"\nv = \"data.v\"\nat = \"data.at\"\n",
+    )
+    .await;
+    let events: Vec<_> = [(1, 10, "02"), (2, 20, "02"), (150, 30, "02"), (199, 40, "02"), (1, 11, "03"), (50, 5, "02")]
+        .into_iter()
+        .map(|(k, v, day)| {
+            set_event("set", serde_json::json!({"k": k, "v": v, "at": format!("2026-01-{day}T00:00:00Z")}))
+        })
+        .chain([set_event("set", serde_json::json!({"k": 150, "v": 31, "at": "2025-12-31T00:00:00Z"}))])
+        .collect();
+    let written = write_events(&store, &routes, &events).await.expect("a partitioned upsert is written");
+    let counts = written.routes[&0];
+    assert_eq!(
+        (counts.inserted, counts.updated, counts.skipped),
+        (2, 2, 1),
+        "2 and 199 inserted; 1 and 150 updated; 50's stored version is newer: skipped"
+    );
+    assert_eq!(written.folded.get(&0), Some(&2), "1's first upsert and 150's older one folded");
+    let rows: Vec<(i32, i32)> =
+        sqlx::query_as("SELECT k, v FROM part ORDER BY k").fetch_all(store.pool()).await.expect("rows");
+    assert_eq!(rows, [(1, 11), (2, 20), (50, 0), (150, 30), (199, 40)]);
+    // Again: every row exists now, so every write is an update (or older and skipped).
+    let written = write_events(&store, &routes, &events).await.expect("written again");
+    let counts = written.routes[&0];
+    assert_eq!((counts.inserted, counts.updated, counts.skipped), (0, 4, 1));
+}
+
+#[tokio::test]
+async fn two_spellings_of_one_stored_key_in_one_batch_are_one_row() {
+    let store = fresh_store().await;
+    sqlx::raw_sql(
+        "CREATE TABLE by_char (k char(4) PRIMARY KEY, v integer);
+         CREATE TABLE by_numeric (k numeric(10,2) PRIMARY KEY, v integer);
+         CREATE TABLE by_time (k timestamptz(3) PRIMARY KEY, v integer);
+         CREATE TABLE by_varchar (k varchar(2) PRIMARY KEY, v integer);",
+    )
+    .execute(store.pool())
+    .await
+    .expect("tables");
+    let route = |name: &str| {
+        format!(
+            "[[route]]\nname = \"{name}\"\ntypes = [\"{name}\"]\ntable = \"{name}\"\nmode = \"upsert\"\nkey = [\"k\"]\n\
+             [route.columns]\nk = \"data.k\"\nv = \"data.v\"\n"
+        )
+    };
+    let routes =
+        resolved(store.pool(), &["by_char", "by_numeric", "by_time", "by_varchar"].map(route).join("\n")).await;
+    let spellings = [
+        ("by_char", "a", "a  "),
+        ("by_numeric", "1.234", "1.231"),
+        ("by_time", "2026-01-01T00:00:00.000100Z", "2026-01-01T00:00:00.000200Z"),
+        ("by_varchar", "ab", "ab   "),
+    ];
+    let events: Vec<_> = spellings
+        .iter()
+        .flat_map(|(table, first, second)| {
+            [
+                set_event(table, serde_json::json!({"k": first, "v": 1})),
+                set_event(table, serde_json::json!({"k": second, "v": 2})),
+            ]
+        })
+        .collect();
+    let written = write_events(&store, &routes, &events).await.expect("no 21000: one statement touches each row once");
+    for (i, (table, _, _)) in spellings.iter().enumerate() {
+        let counts = written.routes[&i];
+        assert_eq!((counts.inserted, counts.updated), (1, 0), "{table}");
+        assert_eq!(written.folded.get(&i), Some(&1), "{table}: the first spelling folded into the second");
+        let rows: Vec<(i32,)> =
+            sqlx::query_as(&format!("SELECT v FROM {table}")).fetch_all(store.pool()).await.expect("rows");
+        assert_eq!(rows, [(2,)], "{table}: one row with the last value");
+    }
+}
+
+#[tokio::test]
+async fn text_versions_compare_by_bytes_whatever_the_collation() {
+    let store = fresh_store().await;
+    sqlx::raw_sql("CREATE TABLE docs (k text PRIMARY KEY, v text COLLATE \"und-x-icu\", body text)")
+        .execute(store.pool())
+        .await
+        .expect("tables");
+    let routes = resolved(
+        store.pool(),
+        "[[route]]\nname = \"d\"\ntypes = [\"doc\"]\ntable = \"docs\"\nmode = \"upsert\"\nkey = [\"k\"]\nversion = \
+         \"v\"\n[route.columns]\nk = \"data.k\"\nv = \"data.v\"\nbody = \"data.body\"\n",
+    )
+    .await;
+    // In the ICU root collation "a" < "B"; by bytes "B" < "a". One batch: combining keeps "a".
+    let doc = |k: &str, v: &str| set_event("doc", serde_json::json!({"k": k, "v": v, "body": v}));
+    write_events(&store, &routes, &[doc("one", "a"), doc("one", "B")]).await.expect("one batch");
+    // Two batches must end the same way: "B" is older than the stored "a".
+    write_events(&store, &routes, &[doc("two", "a")]).await.expect("first batch");
+    let written = write_events(&store, &routes, &[doc("two", "B")]).await.expect("second batch");
+    assert_eq!(written.routes[&0].skipped, 1, "B is older than a, by bytes");
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT k, body FROM docs ORDER BY k").fetch_all(store.pool()).await.expect("rows");
+    assert_eq!(rows, [("one".to_owned(), "a".to_owned()), ("two".to_owned(), "a".to_owned())]);
+}
+
+#[tokio::test]
+async fn one_table_under_two_spellings_is_one_table() {
+    let store = fresh_store().await;
+    sqlx::raw_sql("CREATE TABLE orders (id bigint PRIMARY KEY, n bigint UNIQUE, status text)")
+        .execute(store.pool())
+        .await
+        .expect("tables");
+    let two = |a: &str, b: &str| {
+        format!(
+            "[[route]]\nname = \"a\"\ntypes = [\"a\"]\ntable = \"orders\"\nmode = \"upsert\"\n{a}\n\
+             [[route]]\nname = \"b\"\ntypes = [\"b\"]\ntable = \"public.orders\"\n{b}"
+        )
+    };
+    let found = problems(
+        store.pool(),
+        &two(
+            "key = [\"id\"]\nversion = \"n\"\n[route.columns]\nid = \"data.id\"\nn = \"data.n\"\n",
+            "mode = \"upsert\"\nkey = [\"n\"]\n[route.columns]\nn = \"data.n\"\nid = \"data.id\"\n",
+        ),
+    )
+    .await;
+    assert_eq!(
+        found,
+        [
+            "route b, table public.orders: routes a and b both write public.orders with different keys ([\"id\"] and \
+             [\"n\"]): routes into one table declare the same key, or none",
+            "route b, table public.orders: routes a and b both upsert public.orders, and a has a version: a table \
+             upserted with a version takes no other upsert route (merge them into one route)",
+        ]
+    );
+    // The same key: one table for combining, and statements name it schema-qualified.
+    let routes = resolved(
+        store.pool(),
+        &two(
+            "key = [\"id\"]\n[route.columns]\nid = \"data.id\"\nstatus = \"data.status\"\n",
+            "mode = \"delete\"\nkey = [\"id\"]\n[route.columns]\nid = \"data.id\"\n",
+        ),
+    )
+    .await;
+    assert_eq!(routes.file.routes[0].table_id, routes.file.routes[1].table_id);
+    assert!(sluice_routes::sql::describe(&routes.routes[0])[0].1.starts_with("INSERT INTO \"public\".\"orders\" AS t"));
+    let written = write_events(
+        &store,
+        &routes,
+        &[
+            set_event("a", serde_json::json!({"id": 1, "status": "placed"})),
+            set_event("b", serde_json::json!({"id": 1})),
+            set_event("a", serde_json::json!({"id": 1, "status": "again"})),
+        ],
+    )
+    .await
+    .expect("written");
+    assert_eq!(written.folded.get(&0), Some(&1), "the upsert before the delete folded into it");
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, status FROM orders").fetch_all(store.pool()).await.expect("rows");
+    assert_eq!(rows, [(1, "again".to_owned())]);
+}
+
+#[tokio::test]
+async fn routes_the_database_could_not_keep_exact_are_refused_at_start() {
+    let store = fresh_store().await;
+    sqlx::raw_sql(
+        "CREATE COLLATION app_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+         CREATE TABLE people (email text COLLATE app_ci PRIMARY KEY, name text);
+         CREATE TABLE tags (tag text PRIMARY KEY, n integer NOT NULL, note text NOT NULL, seen integer NOT NULL \
+         DEFAULT 0, made timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE logs (id bigint PRIMARY KEY, line text);",
+    )
+    .execute(store.pool())
+    .await
+    .expect("tables");
+    let found = problems(
+        store.pool(),
+        r#"
+[[route]]
+name = "people"
+types = ["p"]
+table = "people"
+mode = "upsert"
+key = ["email"]
+[route.columns]
+email = "data.email"
+name = "data.name"
+
+[[route]]
+name = "declared"
+types = ["t"]
+table = "tags"
+mode = "upsert"
+key = ["tag"]
+[route.columns]
+tag = "data.tag"
+n = { path = "data.n", type = "integer" }
+note = "data.note"
+
+[[route]]
+name = "unmapped"
+types = ["u"]
+table = "tags"
+key = ["tag"]
+[route.columns]
+tag = "data.tag"
+n = { path = "data.n", type = "integer", required = true }
+"#,
+    )
+    .await;
+    assert_eq!(
+        found,
+        [
+            "route people, table people, column email: it is a key column with the nondeterministic collation \
+             app_ci, which makes keys equal that write-combining cannot tell are: use a deterministic collation \
+             for the column (e.g. COLLATE \"C\"), or another key",
+            "route people, table people, column email: the unique index on key (email) uses the nondeterministic \
+             collation app_ci, which makes keys equal that write-combining cannot tell are: index the key with \
+             deterministic collations",
+            "route declared, table tags, column n: it declares a type and is NOT NULL without a default, so the \
+             gateway would accept events without it that the sinker dead-letters: add required = true (or a \
+             default) to the column in the routes file",
+            "route unmapped, table tags, column note: it is NOT NULL without a default and the route does not map \
+             it, so every insert would fail: map it in [route.columns], or give it a default in the table",
+        ]
+    );
+    // A keyless insert route into a table with a primary key: allowed, with a warning.
+    let keyless = "[[route]]\nname = \"logs\"\ntypes = [\"l\"]\ntable = \"logs\"\n[route.columns]\nid = \"data.id\"\n";
+    let resolved = catalog::resolve_with_warnings(store.pool(), file(keyless))
+        .await
+        .expect("the catalog answers")
+        .unwrap_or_else(|p| panic!("{p:?}"));
+    let warnings: Vec<String> = resolved.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        ["route logs, table logs: the route has no key but the table has a unique index on (id): a duplicate event \
+          (a client's retry) is refused by it and dead-lettered as database_rejected; set key = [\"id\"] to skip \
+          duplicates instead"]
+    );
+}
+
+#[tokio::test]
+async fn numeric_strings_the_gateway_takes_are_the_ones_postgresql_takes() {
+    let store = fresh_store().await;
+    let nines = |n: usize| "9".repeat(n);
+    let candidates = [
+        "1e131071".to_owned(),
+        "1e131072".to_owned(),
+        "9.99e131071".to_owned(),
+        "0.0001e131075".to_owned(),
+        "0.0001e131076".to_owned(),
+        "00001e131071".to_owned(),
+        nines(131_072),
+        nines(131_073),
+        "1e-16383".to_owned(),
+        "1e-16384".to_owned(),
+        "1e-20000".to_owned(),
+        "1e999999".to_owned(),
+        "1.000e-16380".to_owned(),
+        "1.0000e-16380".to_owned(),
+        "0e-16383".to_owned(),
+        "0e-16384".to_owned(),
+        "0e1073741822".to_owned(),
+        "0e1073741823".to_owned(),
+        "-12.50".to_owned(),
+        ".5".to_owned(),
+        "5.".to_owned(),
+        "1E+3".to_owned(),
+    ];
+    let numeric = ColumnType::Scalar(Scalar::Numeric);
+    for text in &candidates {
+        let value = serde_json::json!(text);
+        let gateway = sluice_routes::convert(sluice_routes::Extracted::Json(&value), numeric).is_ok();
+        let database = sqlx::query("SELECT $1::numeric").bind(text).execute(store.pool()).await;
+        assert_eq!(gateway, database.is_ok(), "{text:.40}: gateway {gateway}, database {database:?}");
+    }
+}
