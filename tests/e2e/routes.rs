@@ -475,7 +475,7 @@ async fn routes_check_prints_the_sql_or_every_problem() {
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("the routes file is good: 5 routes\n"), "{out}");
     assert!(out.contains("route orders (upsert) into shop.orders, types order.placed, order.paid\n"), "{out}");
-    assert!(out.contains("    total = data.total (numeric, not null)\n"), "{out}");
+    assert!(out.contains("    total = data.total (numeric, not null, required)\n"), "{out}");
     assert!(
         out.contains(
             "ON CONFLICT (\"order_id\") DO UPDATE SET \"customer\" = EXCLUDED.\"customer\", \"status\" = \
