@@ -21,9 +21,10 @@
 //! | json, jsonb | any JSON value, written as JSON (object keys sorted and whitespace dropped: a json column does not keep the sender's text); an explicit JSON `null` is the JSON value `null` (a missing path is not: see `mapping.rs`); `data` whole; `id`, `type`, `key`, `ts`, `received_at` as JSON strings | strings and object keys holding NUL |
 //! | arrays of the above (one dimension) | a JSON array whose items each convert to the element type; a `null` item is a NULL element (a JSON `null` in json[] and jsonb[]) | anything but a JSON array; items that are arrays (except in json[] and jsonb[]) |
 //!
-//! Integers beyond 64 bits in a JSON document reach the sinker as floating-point numbers (the
-//! JSON parser keeps 64-bit integers exactly, larger ones approximately): put a numeric value that
-//! needs more digits in a string.
+//! JSON numbers reach the sinker as 64-bit integers or double-precision floats (serde_json
+//! without `arbitrary_precision`): a number with a fraction or an exponent, or an integer beyond
+//! 64 bits, keeps about 15 significant digits (`12345678901234567.25` becomes
+//! `12345678901234568`). Put a numeric value that needs more digits in a string.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Map, Number, Value};

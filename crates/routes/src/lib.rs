@@ -29,12 +29,15 @@
 //!    are exact, see [`file`](mod@file)) and, for each `route.columns[j]`, its `pg_attribute` row:
 //!    [`ColumnType::from_pg_type_name`] of its type's `typname` (a domain: its base type),
 //!    `nullable = !attnotnull`, `has_default = atthasdef || attidentity != ''` (identity and
-//!    generated-by-default columns). Refuse to start, naming route, table and column, when the
+//!    generated-by-default columns), `modifier = Modifier::from_catalog(typname, atttypmod)`. Refuse to start, naming route, table and column, when the
 //!    table or a column is missing, a type is unsupported ([`UnknownType`]), a column is
 //!    generated always, or `route.key` (when not empty) is not exactly the columns of a unique
 //!    index or the primary key.
-//! 3. `let routes = ResolvedRoutes::resolve(file, info)?` (refuses declared types that disagree
-//!    with the catalog, unorderable versions, json/array keys, defaults that do not convert).
+//! 3. `file.resolve_tables(&tables)?`: each route's [`ResolvedTable`] (schema-qualified name,
+//!    oid, partitioned), so routes are one table by identity and the per-table rules hold.
+//! 4. `let routes = ResolvedRoutes::resolve(file, info)?` (refuses declared types that disagree
+//!    with the catalog, unorderable versions, json/array keys, defaults that do not convert,
+//!    declared NOT NULL columns without `required`).
 //!
 //! Per batch of a partition, in offset order:
 //! 1. Each record: a tombstone (a key, no value) gives `routes.ops_for_tombstone(offset, key)`,
@@ -74,8 +77,14 @@
 //! - `tombstone_key` must be the route's only key column, on a route of any mode.
 //! - Routes into one table declare the same key or none; a versioned upsert route is the only
 //!   upsert route of its table. A delete route maps only its key columns.
-//! - Names of tables and columns are used exactly as written (double-quoted).
-//! - Text versions compare by bytes (the C collation) in combining.
+//! - Names of tables and columns are used exactly as written (double-quoted); after
+//!   [`RoutesFile::resolve_tables`], tables are schema-qualified as the catalog found them and
+//!   one table by oid, however spelled.
+//! - Text versions compare by bytes (the C collation), in combining and in the upsert's
+//!   version check (`COLLATE "C"`). Keys and versions compare as their columns store them
+//!   ([`Modifier`]).
+//! - A column with a declared `type` that is NOT NULL without a default (or is the version with
+//!   only a table default) must be `required = true` or have a file default.
 
 pub mod combine;
 pub mod compare;
