@@ -15,6 +15,7 @@ mod gateway_routes;
 mod gateway_slow_clients;
 mod guarantees;
 mod routes;
+mod routes_versions;
 mod security;
 mod sinker;
 mod sinker_groups;
