@@ -15,6 +15,8 @@ mod gateway_routes;
 mod gateway_slow_clients;
 mod guarantees;
 mod routes;
+mod routes_agreement;
+mod routes_groups;
 mod routes_versions;
 mod security;
 mod sinker;

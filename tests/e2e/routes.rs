@@ -47,6 +47,9 @@ pub(crate) fn event(id: Uuid, kind: &str, key: Option<&str>, ts: DateTime<Utc>, 
     value.to_string().into_bytes()
 }
 
+/// A record to produce: (record key, value; None is a tombstone).
+pub(crate) type Record = (String, Option<Vec<u8>>);
+
 /// Produces `(record key, value)` records in order (a None value is a tombstone).
 pub(crate) async fn produce(env: &TestEnv, records: &[(String, Option<Vec<u8>>)]) {
     let raw: Vec<(Option<&str>, Option<&[u8]>)> =

@@ -13,7 +13,7 @@ use crate::{
     helpers::{eventually, TestEnv},
     routes::{
         event, events_count, example_routes, metric, orders, page_views, produce, rfc3339, shop, start, t, write_file,
-        Order, DRAIN,
+        Order, Record, DRAIN,
     },
 };
 
@@ -48,7 +48,7 @@ async fn order_updates(env: &TestEnv) -> (i64, i64) {
 /// not rise with offsets (version `(round * 7 + order) % versions`: `versions` must not be a
 /// multiple of 7), each followed by a page view. Records of one order share its key, so they
 /// stay in one partition in this order. Returns the records and the view ids.
-fn shuffled(customer: Uuid, orders: i64, versions: i64) -> (Vec<(String, Option<Vec<u8>>)>, Vec<Uuid>) {
+fn shuffled(customer: Uuid, orders: i64, versions: i64) -> (Vec<Record>, Vec<Uuid>) {
     assert_ne!(versions % 7, 0, "a permutation of the versions per order");
     let mut records = Vec::new();
     let mut views = Vec::new();
