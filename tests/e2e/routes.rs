@@ -10,18 +10,18 @@ use uuid::Uuid;
 
 use crate::helpers::{bin, eventually, header, random_name, Proc, TestEnv};
 
-const DRAIN: Duration = Duration::from_secs(90);
+pub(crate) const DRAIN: Duration = Duration::from_secs(90);
 
-fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/examples").join(name)
 }
 
-fn example_routes() -> String {
+pub(crate) fn example_routes() -> String {
     example("routes.toml").display().to_string()
 }
 
 /// A fresh environment with the sinker's migrations and the example's tables.
-async fn shop(partitions: i32) -> TestEnv {
+pub(crate) async fn shop(partitions: i32) -> TestEnv {
     let env = TestEnv::new(partitions).await;
     env.migrate();
     let sql = std::fs::read_to_string(example("shop.sql")).expect("shop.sql");
@@ -29,17 +29,17 @@ async fn shop(partitions: i32) -> TestEnv {
     env
 }
 
-fn t(seconds: i64) -> DateTime<Utc> {
+pub(crate) fn t(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_767_225_600 + seconds, 0).single().expect("a valid time")
 }
 
-fn rfc3339(time: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// A record value as the gateway writes it.
 #[allow(clippy::needless_pass_by_value)] // json!(...) at every call
-fn event(id: Uuid, kind: &str, key: Option<&str>, ts: DateTime<Utc>, data: Value) -> Vec<u8> {
+pub(crate) fn event(id: Uuid, kind: &str, key: Option<&str>, ts: DateTime<Utc>, data: Value) -> Vec<u8> {
     let mut value = json!({"id": id, "type": kind, "ts": rfc3339(ts), "received_at": rfc3339(ts), "data": data});
     if let Some(key) = key {
         value["key"] = json!(key);
@@ -47,32 +47,35 @@ fn event(id: Uuid, kind: &str, key: Option<&str>, ts: DateTime<Utc>, data: Value
     value.to_string().into_bytes()
 }
 
+/// A record to produce: (record key, value; None is a tombstone).
+pub(crate) type Record = (String, Option<Vec<u8>>);
+
 /// Produces `(record key, value)` records in order (a None value is a tombstone).
-async fn produce(env: &TestEnv, records: &[(String, Option<Vec<u8>>)]) {
+pub(crate) async fn produce(env: &TestEnv, records: &[(String, Option<Vec<u8>>)]) {
     let raw: Vec<(Option<&str>, Option<&[u8]>)> =
         records.iter().map(|(k, v)| (Some(k.as_str()), v.as_deref())).collect();
     env.produce_raw(&raw).await;
 }
 
-fn start(env: &TestEnv, routes: &str, extra: &[&str]) -> Proc {
+pub(crate) fn start(env: &TestEnv, routes: &str, extra: &[&str]) -> Proc {
     let mut args = vec!["--routes", routes];
     args.extend_from_slice(extra);
     env.sinker(&args)
 }
 
-async fn events_count(env: &TestEnv) -> i64 {
+pub(crate) async fn events_count(env: &TestEnv) -> i64 {
     env.row_count().await
 }
 
-async fn metric(proc: &Proc, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) async fn metric(proc: &Proc, name: &str, labels: &[(&str, &str)]) -> f64 {
     proc.metric(name, labels).await.unwrap_or_else(|| panic!("{name}{labels:?} is exported"))
 }
 
-type PageView = (Uuid, i64, String, Option<String>, i32, Option<Vec<String>>, DateTime<Utc>, String);
-type Order = (i64, Uuid, String, String, bool, Option<Value>, DateTime<Utc>);
+pub(crate) type PageView = (Uuid, i64, String, Option<String>, i32, Option<Vec<String>>, DateTime<Utc>, String);
+pub(crate) type Order = (i64, Uuid, String, String, bool, Option<Value>, DateTime<Utc>);
 type Cart = (String, i64, i32, f64, Option<String>, DateTime<Utc>);
 
-async fn page_views(env: &TestEnv) -> Vec<PageView> {
+pub(crate) async fn page_views(env: &TestEnv) -> Vec<PageView> {
     sqlx::query_as(
         "SELECT event_id, user_id, path, referrer, duration_ms, tags, viewed_at, source FROM shop.page_views ORDER BY \
          viewed_at",
@@ -82,7 +85,7 @@ async fn page_views(env: &TestEnv) -> Vec<PageView> {
     .expect("page views")
 }
 
-async fn orders(env: &TestEnv) -> Vec<Order> {
+pub(crate) async fn orders(env: &TestEnv) -> Vec<Order> {
     sqlx::query_as(
         "SELECT order_id, customer, status, total::text, paid, items, updated_at FROM shop.orders ORDER BY order_id",
     )
@@ -451,7 +454,7 @@ const BAD_ROUTE_LINES: [&str; 4] = [
     "- route json_version, table shop.orders, column items: it is the version, but its type jsonb has no order",
 ];
 
-fn write_file(env: &TestEnv, text: &str) -> String {
+pub(crate) fn write_file(env: &TestEnv, text: &str) -> String {
     let path = std::env::temp_dir().join(format!("{}-{}.toml", env.name, random_name("routes")));
     std::fs::write(&path, text).expect("write the routes file");
     path.display().to_string()

@@ -18,6 +18,9 @@
 //! deletes follow upserts has one round. Keyless operations (inserts of routes without a key)
 //! are never combined and all go in round 0.
 //!
+//! Combining works on references: the caller keeps its operations (a batch is retried and
+//! isolated in parts without copying a row), and the rounds point into them.
+//!
 //! Exactness rests on the routes file's rules (see `file.rs`): routes into one table share
 //! one key, and a table upserted with a version has one upsert route. Several upsert routes
 //! without a version may write one table: each writes its own columns, the later survivor
@@ -29,15 +32,15 @@ use crate::ops::{Action, Op, RowKey};
 
 /// The operations that remain, in rounds, and how many were folded into them.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Combined {
+pub struct Combined<'o> {
     /// Round n: each row's n-th surviving operation, in offset order. Never empty rounds.
-    pub rounds: Vec<Vec<Op>>,
+    pub rounds: Vec<Vec<&'o Op>>,
     /// Per route index: operations dropped because another one makes them moot
     /// (`sinker_rows_combined_total{route}`). Routes that folded nothing are absent.
     pub folded: BTreeMap<usize, u64>,
 }
 
-impl Combined {
+impl Combined<'_> {
     /// The number of operations that remain.
     pub fn len(&self) -> usize {
         self.rounds.iter().map(Vec::len).sum()
@@ -71,12 +74,13 @@ impl RowState {
 
 /// Combines a partition's operations. `ops` must be in offset order (several operations may
 /// share an offset: one event, several routes); their position breaks ties.
-pub fn combine(ops: Vec<Op>) -> Combined {
+pub fn combine<'o>(ops: impl IntoIterator<Item = &'o Op>) -> Combined<'o> {
+    let ops: Vec<&'o Op> = ops.into_iter().collect();
     debug_assert!(ops.windows(2).all(|w| w[0].offset <= w[1].offset), "operations must be in offset order");
     let mut keep = vec![false; ops.len()];
     let mut rows: HashMap<&RowKey, RowState> = HashMap::new();
     let mut keyless = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
+    for (i, &op) in ops.iter().enumerate() {
         let Some(key) = &op.key else {
             keyless.push(i);
             keep[i] = true;
@@ -169,14 +173,14 @@ mod tests {
         Action::VersionedUpsert(Some(Version::Int(n)))
     }
 
-    fn offsets(round: &[Op]) -> Vec<i64> {
+    fn offsets(round: &[&Op]) -> Vec<i64> {
         round.iter().map(|o| o.offset).collect()
     }
 
     #[test]
     fn a_hundred_updates_of_one_key_are_one_write() {
         let ops: Vec<Op> = (0..100).map(|i| op(i, 0, Some("hot"), Action::Upsert)).collect();
-        let combined = combine(ops);
+        let combined = combine(&ops);
         assert_eq!(combined.rounds.len(), 1);
         assert_eq!(offsets(&combined.rounds[0]), [99]);
         assert_eq!(combined.folded, BTreeMap::from([(0, 99)]));
@@ -184,36 +188,40 @@ mod tests {
 
     #[test]
     fn the_highest_version_wins_and_ties_go_to_the_later_offset() {
-        let combined = combine(vec![
+        let ops = vec![
             op(1, 0, Some("k"), v(5)),
             op(2, 0, Some("k"), v(7)),
             op(3, 0, Some("k"), v(6)),
             op(4, 0, Some("k"), v(7)),
             op(5, 0, Some("k"), Action::VersionedUpsert(None)),
-        ]);
+        ];
+        let combined = combine(&ops);
         assert_eq!(offsets(&combined.rounds[0]), [4]);
         assert_eq!(combined.folded[&0], 4);
-        let null_first = combine(vec![op(1, 0, Some("k"), Action::VersionedUpsert(None)), op(2, 0, Some("k"), v(-1))]);
+        let null_first_ops = vec![op(1, 0, Some("k"), Action::VersionedUpsert(None)), op(2, 0, Some("k"), v(-1))];
+        let null_first = combine(&null_first_ops);
         assert_eq!(offsets(&null_first.rounds[0]), [2]);
     }
 
     #[test]
     fn delete_after_upsert_is_a_delete_and_upsert_after_delete_an_upsert() {
-        let delete_last = combine(vec![
+        let delete_last_ops = vec![
             op(1, 0, Some("k"), Action::Upsert),
             op(2, 0, Some("k"), Action::Upsert),
             op(3, 1, Some("k"), Action::Delete),
-        ]);
+        ];
+        let delete_last = combine(&delete_last_ops);
         assert_eq!(delete_last.rounds.len(), 1);
         assert_eq!(offsets(&delete_last.rounds[0]), [3]);
         assert_eq!(delete_last.folded, BTreeMap::from([(0, 2)]));
 
-        let upsert_last = combine(vec![
+        let upsert_last_ops = vec![
             op(1, 0, Some("k"), Action::Upsert),
             op(2, 1, Some("k"), Action::Delete),
             op(3, 0, Some("k"), Action::Upsert),
             op(4, 0, Some("k"), Action::Upsert),
-        ]);
+        ];
+        let upsert_last = combine(&upsert_last_ops);
         assert_eq!(upsert_last.rounds.len(), 2);
         assert_eq!(offsets(&upsert_last.rounds[0]), [2]);
         assert_eq!(offsets(&upsert_last.rounds[1]), [4]);
@@ -222,7 +230,7 @@ mod tests {
 
     #[test]
     fn inserts_after_the_first_operation_do_nothing() {
-        let combined = combine(vec![
+        let ops = vec![
             op(1, 0, Some("k"), Action::Insert),
             op(2, 0, Some("k"), Action::Insert),
             op(3, 0, Some("j"), Action::Insert),
@@ -230,7 +238,8 @@ mod tests {
             op(5, 0, Some("j"), Action::Insert),
             op(6, 0, None, Action::Insert),
             op(7, 0, None, Action::Insert),
-        ]);
+        ];
+        let combined = combine(&ops);
         assert_eq!(offsets(&combined.rounds[0]), [1, 4, 6, 7]);
         assert_eq!(offsets(&combined.rounds[1]), [5]);
         assert_eq!(combined.folded, BTreeMap::from([(0, 2)]));
@@ -239,16 +248,17 @@ mod tests {
 
     #[test]
     fn upsert_routes_of_one_table_keep_one_survivor_each_in_offset_order() {
-        let combined = combine(vec![
+        let ops = vec![
             op(1, 0, Some("k"), Action::Upsert),
             op(2, 1, Some("k"), Action::Upsert),
             op(3, 0, Some("k"), Action::Upsert),
             op(4, 0, Some("j"), Action::Upsert),
-        ]);
+        ];
+        let combined = combine(&ops);
         assert_eq!(offsets(&combined.rounds[0]), [2, 4]);
         assert_eq!(offsets(&combined.rounds[1]), [3]);
         assert_eq!(combined.folded, BTreeMap::from([(0, 1)]));
-        assert!(combine(vec![]).is_empty());
+        assert!(combine(&[]).is_empty());
     }
 
     /// A table in the model: each route writes some of four columns.
@@ -385,7 +395,7 @@ mod tests {
                 apply(&mut sequential, op, &routes);
             }
             let total = ops.len();
-            let combined = combine(ops);
+            let combined = combine(&ops);
             let mut rounds = initial;
             for round in &combined.rounds {
                 prop_assert!(!round.is_empty());

@@ -20,6 +20,8 @@
 //! - [`combine`](mod@combine): write-combining of a partition's batch into rounds ([`combine()`]).
 //! - [`sql`]: the statements each route runs, grouped per round ([`sql::groups`]), and their
 //!   `text[]` parameters ([`Statement::bind`]).
+//! - [`statements`]: each statement built once per route, kind and `missing` set
+//!   ([`ResolvedRoutes::statement`]).
 //!
 //! # The sinker
 //! At start:
@@ -44,11 +46,12 @@
 //!    an event `routes.ops_for_event(offset, &event)`. An `Err(RecordError)` is a dead letter
 //!    with reason [`RecordError::code`] (`no_route`, also for a tombstone no route takes;
 //!    `mapping_failed`) and detail `error.to_string()`; the rest of the batch goes on.
-//! 2. `let combined = combine(ops)`; add `combined.folded[route]` to
+//! 2. `let combined = combine(&ops)` (over references: the caller keeps its operations for
+//!    retries and isolation); add `combined.folded[route]` to
 //!    `sinker_rows_combined_total{route = routes.file.routes[route].name}`.
 //! 3. In the batch's transaction (after the offset fence): for each round in order, for each
-//!    `group` of `sql::groups(&round)`: `let st = sql::statement(&routes.routes[group.route],
-//!    group.kind, group.missing)` (cacheable per `(route, kind, missing)`), bind
+//!    `group` of `sql::groups(round.iter().copied())`: `let st = routes.statement(group.route,
+//!    group.kind, group.missing)` (built once per `(route, kind, missing)`), bind
 //!    `st.bind(&group.ops)` as `text[]` parameters in order, and run it. Count
 //!    `sinker_rows_written_total{route, op}`: an insert's rows affected are `inserted`, the rest
 //!    of its rows `skipped`; an upsert returns one boolean per written row (`true` inserted,
@@ -96,6 +99,7 @@ pub mod matcher;
 pub mod ops;
 pub mod path;
 pub mod sql;
+pub mod statements;
 pub mod types;
 
 #[cfg(test)]

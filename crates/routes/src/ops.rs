@@ -1,12 +1,16 @@
 //! From records to row operations: what each event (or tombstone) asks of each route it
 //! matches, before write-combining (`combine.rs`) and the SQL (`sql.rs`).
 
+use std::sync::Arc;
+
 use sluice_core::Event;
 
 use crate::{
     compare::Version,
     file::{Mode, RoutesFile},
     mapping::{ColumnInfo, MappingError, ResolveError, ResolvedRoute, Row},
+    sql::{Statement, StatementKind},
+    statements::Statements,
 };
 
 /// Which database row an operation touches: the table (its routes' shared
@@ -74,6 +78,8 @@ pub struct ResolvedRoutes {
     pub file: RoutesFile,
     /// `routes[i]` resolves `file.routes[i]`.
     pub routes: Vec<ResolvedRoute>,
+    /// Each statement built once (see `statements.rs`).
+    statements: Statements,
 }
 
 impl ResolvedRoutes {
@@ -97,10 +103,17 @@ impl ResolvedRoutes {
             }
         }
         if errors.is_empty() {
-            Ok(Self { file, routes })
+            let statements = Statements::new(routes.len());
+            Ok(Self { file, routes, statements })
         } else {
             Err(errors)
         }
+    }
+
+    /// [`sql::statement`](crate::sql::statement) for route `index`, `kind` and `missing`,
+    /// built on first use and kept.
+    pub fn statement(&self, index: usize, kind: StatementKind, missing: &[usize]) -> Arc<Statement> {
+        self.statements.get(index, &self.routes[index], kind, missing)
     }
 
     /// The operations an event asks for: one per matching route, in route order. All or
@@ -187,7 +200,7 @@ impl ResolvedRoutes {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{testutil::typed_event, types::ColumnType};
     use serde_json::json;

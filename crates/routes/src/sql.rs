@@ -208,8 +208,8 @@ pub struct Group<'o> {
 /// Splits a round into statements: one per route, kind and `missing` set, in the order of
 /// their first operation. Within a round, statements touch disjoint rows (see `combine.rs`),
 /// so their order does not matter.
-pub fn groups(round: &[Op]) -> Vec<Group<'_>> {
-    let mut groups: Vec<Group<'_>> = Vec::new();
+pub fn groups<'o>(round: impl IntoIterator<Item = &'o Op>) -> Vec<Group<'o>> {
+    let mut groups: Vec<Group<'o>> = Vec::new();
     for op in round {
         let kind = StatementKind::of(&op.action);
         let missing = op.row.missing.as_slice();

@@ -587,7 +587,7 @@ async fn write_rows(conn: &mut sqlx::PgConnection, shared: &Shared, batch: &Prep
         }
         Some(routes) => {
             let units = Units { routes, units: &batch.units };
-            let written = routed::write_ops(conn, routes, units.ops(0..batch.units.len())).await?;
+            let written = routed::write_op_refs(conn, routes, units.ops(0..batch.units.len())).await?;
             Ok(Outcome { inserted: written.inserted(), routed: Some(written) })
         }
     }

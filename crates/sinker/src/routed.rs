@@ -5,6 +5,8 @@
 //! Invariants:
 //! - a record's operations are computed once per batch ([`record_ops`]); a record that cannot
 //!   be mapped becomes one dead letter and no operation (all or nothing across its routes);
+//!   attempts and isolation parts combine references to them, never copies, and each
+//!   statement's SQL is built once per process ([`ResolvedRoutes::statement`]);
 //! - rounds run in order and each statement touches a row at most once (see
 //!   `sluice_routes::combine`), so the tables end as if every operation ran in offset order;
 //! - isolation ([`Units`] through `store::write_isolating`) splits the batch by record, never
@@ -110,12 +112,20 @@ pub async fn write_ops(
     routes: &ResolvedRoutes,
     ops: Vec<Op>,
 ) -> Result<RoutedWritten, sqlx::Error> {
+    write_op_refs(conn, routes, &ops).await
+}
+
+/// [`write_ops`] over borrowed operations (in offset order).
+pub async fn write_op_refs<'o>(
+    conn: &mut PgConnection,
+    routes: &ResolvedRoutes,
+    ops: impl IntoIterator<Item = &'o Op>,
+) -> Result<RoutedWritten, sqlx::Error> {
     let combined = combine(ops);
     let mut written = RoutedWritten { folded: combined.folded, ..RoutedWritten::default() };
     for round in &combined.rounds {
-        for group in sql::groups(round) {
-            let route = &routes.routes[group.route];
-            let statement = sql::statement(route, group.kind, group.missing);
+        for group in sql::groups(round.iter().copied()) {
+            let statement = routes.statement(group.route, group.kind, group.missing);
             let mut query = sqlx::query(&statement.sql);
             for array in statement.bind(&group.ops) {
                 query = query.bind(array);
@@ -158,10 +168,10 @@ pub struct Units<'a> {
     pub units: &'a [(usize, Vec<Op>)],
 }
 
-impl Units<'_> {
+impl<'a> Units<'a> {
     /// Every operation of these units, in offset order.
-    pub fn ops(&self, range: Range<usize>) -> Vec<Op> {
-        self.units[range].iter().flat_map(|(_, ops)| ops.iter().cloned()).collect()
+    pub fn ops(&self, range: Range<usize>) -> impl Iterator<Item = &'a Op> {
+        self.units[range].iter().flat_map(|(_, ops)| ops.iter())
     }
 }
 
@@ -173,6 +183,6 @@ impl Chunks for Units<'_> {
     }
 
     async fn write(&self, conn: &mut PgConnection, range: Range<usize>) -> Result<RoutedWritten, sqlx::Error> {
-        write_ops(conn, self.routes, self.ops(range)).await
+        write_op_refs(conn, self.routes, self.ops(range)).await
     }
 }
