@@ -14,6 +14,7 @@ mod gateway_limits;
 mod gateway_routes;
 mod gateway_slow_clients;
 mod guarantees;
+mod routes;
 mod security;
 mod sinker;
 mod sinker_groups;

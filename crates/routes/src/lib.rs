@@ -39,8 +39,8 @@
 //! Per batch of a partition, in offset order:
 //! 1. Each record: a tombstone (a key, no value) gives `routes.ops_for_tombstone(offset, key)`,
 //!    an event `routes.ops_for_event(offset, &event)`. An `Err(RecordError)` is a dead letter
-//!    with reason [`RecordError::code`] (`no_route`, `mapping_failed`; `not_json` for a tombstone
-//!    no route takes) and detail `error.to_string()`; the rest of the batch goes on.
+//!    with reason [`RecordError::code`] (`no_route`, also for a tombstone no route takes;
+//!    `mapping_failed`) and detail `error.to_string()`; the rest of the batch goes on.
 //! 2. `let combined = combine(ops)`; add `combined.folded[route]` to
 //!    `sinker_rows_combined_total{route = routes.file.routes[route].name}`.
 //! 3. In the batch's transaction (after the offset fence): for each round in order, for each

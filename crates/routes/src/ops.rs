@@ -59,12 +59,11 @@ pub enum RecordError {
 
 impl RecordError {
     /// The dead-letter reason code: `no_route`, `mapping_failed`, or, for a tombstone no route
-    /// takes, `not_json` (as without routes).
+    /// takes, `no_route` too (without routes the sinker calls a tombstone `not_json`).
     pub fn code(&self) -> &'static str {
         match self {
-            Self::NoRoute { .. } => "no_route",
+            Self::NoRoute { .. } | Self::NoTombstoneRoute => "no_route",
             Self::Mapping(_) => "mapping_failed",
-            Self::NoTombstoneRoute => "not_json",
         }
     }
 }
@@ -282,6 +281,7 @@ order_id = "data.order_id"
         assert_eq!(err, RecordError::NoRoute { event_type: "b".into() });
         assert_eq!(err.code(), "no_route");
         assert_eq!(routes.ops_for_tombstone(1, "k"), Err(RecordError::NoTombstoneRoute));
+        assert_eq!(RecordError::NoTombstoneRoute.code(), "no_route");
 
         let shop = shop();
         let err = shop

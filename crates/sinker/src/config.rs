@@ -1,6 +1,6 @@
 //! The sinker's command line and environment.
 
-use std::{fmt, net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 use sluice_core::{kafka::KafkaArgs, secret::redact_url, telemetry::LogArgs};
@@ -22,6 +22,13 @@ pub struct Config {
     /// Consumer group; run more sinkers with the same group to share the partitions.
     #[arg(long, env = "SINKER_GROUP", default_value = "sinker")]
     pub group: String,
+
+    /// A routes file (TOML): which event types go into which of your tables, and how (insert,
+    /// upsert, delete). Without it every event goes into the `events` table. With it the file
+    /// decides everything: list a route into `events` to keep the raw table too. See the
+    /// README's "Routes" section; check a file with `sinker routes check --routes FILE`.
+    #[arg(long, env = "SINKER_ROUTES", global = true)]
+    pub routes: Option<PathBuf>,
 
     /// PostgreSQL URL, e.g. postgres://user:password@host:5432/db?sslmode=require.
     /// The password is never logged.
@@ -109,6 +116,19 @@ pub struct Config {
 pub enum Command {
     /// Apply the database migrations and exit (the sinker also applies them at start).
     Migrate,
+    /// Work with a routes file (--routes).
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutesCommand {
+    /// Check --routes against the live schema (needs DATABASE_URL only, no Kafka): print each
+    /// route's resolved columns and the SQL it runs and exit 0, or print every problem and
+    /// exit 1. Nothing is written (run `sinker migrate` first if a route writes `events`).
+    Check,
 }
 
 /// librdkafka's default max.poll.interval.ms.
@@ -187,6 +207,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("kafka", &self.kafka)
             .field("group", &self.group)
+            .field("routes", &self.routes)
             .field("database_url", &redact_url(&self.database_url))
             .field("batch_size", &self.batch_size)
             .field("batch_bytes", &self.batch_bytes)
@@ -246,6 +267,23 @@ mod tests {
         assert_eq!(parse(&last_wins).validate(), Ok(()), "the last one wins, as in librdkafka");
         let bad = parse(&["--kafka-option", "max.poll.interval.ms=soon"]).validate().expect_err("not a number");
         assert!(bad.contains("is not a number of milliseconds"), "{bad}");
+    }
+
+    #[test]
+    fn routes_check_takes_the_routes_file_after_the_subcommand() {
+        let config = Config::try_parse_from([
+            "sinker",
+            "--database-url",
+            "postgres://u@h/d",
+            "routes",
+            "check",
+            "--routes",
+            "r.toml",
+        ])
+        .expect("parses");
+        assert_eq!(config.command, Some(super::Command::Routes { command: super::RoutesCommand::Check }));
+        assert_eq!(config.routes.as_deref(), Some(std::path::Path::new("r.toml")));
+        assert_eq!(parse(&[]).routes, None, "without --routes: the built-in route into events");
     }
 
     #[test]

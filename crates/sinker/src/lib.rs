@@ -4,6 +4,8 @@
 //! - [`consumer`]: the poll thread and rebalance callbacks;
 //! - [`sink`]: the dispatcher loop; [`partition`]: one worker per partition;
 //! - [`batch`]: the batching policy; [`adaptive`]: the batch size that follows the database; [`store`]: SQL and error classification;
+//! - [`catalog`]: routes resolved against the database's catalog; [`routed`]: the write path
+//!   with routes; [`check`]: `sinker routes check`;
 //! - [`adopt`]: stored offsets from before groups were recorded go to the first group that starts;
 //! - [`flow`]: the byte budget and pause state; [`commits`]: monotonic Kafka commits;
 //! - [`dlq`]: dead letters; [`metrics`], [`http`]; [`backoff`]; [`failpoint`] (tests).
@@ -12,6 +14,8 @@ pub mod adaptive;
 pub mod adopt;
 pub mod backoff;
 pub mod batch;
+pub mod catalog;
+pub mod check;
 pub mod commits;
 pub mod config;
 pub mod consumer;
@@ -21,6 +25,7 @@ pub mod flow;
 pub mod http;
 pub mod metrics;
 pub mod partition;
+pub mod routed;
 pub mod run;
 pub mod sink;
 pub mod store;

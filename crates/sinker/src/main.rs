@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sinker::config::{Command, Config};
+use sinker::config::{Command, Config, RoutesCommand};
 use tokio_util::sync::CancellationToken;
 
 // The sinker keeps glibc's allocator: mimalloc made no measurable difference to its drain rate
@@ -16,6 +16,16 @@ async fn main() -> ExitCode {
     }
     let result = match config.command {
         Some(Command::Migrate) => migrate(&config).await,
+        Some(Command::Routes { command: RoutesCommand::Check }) => {
+            return match sinker::check::run(&config).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "routes check failed");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         None => {
             let shutdown = CancellationToken::new();
             let trigger = shutdown.clone();

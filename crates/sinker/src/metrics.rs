@@ -6,8 +6,12 @@ use prometheus::{
     Registry,
 };
 use sluice_core::RejectReason;
+use sluice_routes::ResolvedRoutes;
 
-use crate::store::ErrorKind;
+use crate::{routed::RoutedWritten, store::ErrorKind};
+
+/// `sinker_rows_written_total{op}` values.
+pub const WRITE_OPS: [&str; 4] = ["inserted", "updated", "deleted", "skipped"];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -32,6 +36,8 @@ pub struct Metrics {
     pub batch_target_rows: IntGauge,
     pub buffered_bytes: IntGauge,
     pub assign_failures: IntCounter,
+    pub rows_written: IntCounterVec,
+    pub rows_combined: IntCounterVec,
 }
 
 macro_rules! register {
@@ -64,11 +70,16 @@ impl Metrics {
                 partition_labels,
             )
             .expect("valid metric"),
-            rows_inserted: IntCounter::new("sinker_rows_inserted_total", "Rows inserted into the events table.")
-                .expect("valid metric"),
+            rows_inserted: IntCounter::new(
+                "sinker_rows_inserted_total",
+                "Rows inserted into the events table; with --routes, rows inserted over every route (the sum of \
+                 sinker_rows_written_total{op=\"inserted\"}).",
+            )
+            .expect("valid metric"),
             duplicates_skipped: IntCounter::new(
                 "sinker_duplicates_skipped_total",
-                "Valid records whose id was already in the table (replays, client retries).",
+                "Valid records whose id was already in the table (replays, client retries); with --routes, rows the \
+                 routes skipped (the sum of sinker_rows_written_total{op=\"skipped\"}).",
             )
             .expect("valid metric"),
             dlq_messages: IntCounterVec::new(
@@ -157,6 +168,24 @@ impl Metrics {
                 "Failed attempts to assign partitions in the consumer (retried; partitions left unassigned get no worker).",
             )
             .expect("valid metric"),
+            rows_written: IntCounterVec::new(
+                Opts::new(
+                    "sinker_rows_written_total",
+                    "With --routes: rows written per route, by op: inserted, updated (upserts), deleted, skipped (an \
+                     insert's key already there, an upsert's older version, a delete's key not found).",
+                ),
+                &["route", "op"],
+            )
+            .expect("valid metric"),
+            rows_combined: IntCounterVec::new(
+                Opts::new(
+                    "sinker_rows_combined_total",
+                    "With --routes: operations folded away by write-combining per route (a later or newer operation \
+                     on the same row in the same batch made them moot).",
+                ),
+                &["route"],
+            )
+            .expect("valid metric"),
             registry,
         };
         register!(
@@ -181,6 +210,8 @@ impl Metrics {
             m.batch_target_rows,
             m.buffered_bytes,
             m.assign_failures,
+            m.rows_written,
+            m.rows_combined,
         );
         // Export every label value from the start, so rates work before the first event.
         for reason in RejectReason::ALL {
@@ -196,6 +227,32 @@ impl Metrics {
             m.db_errors.with_label_values(&[kind.label()]);
         }
         m
+    }
+
+    /// Exports every route's series from the start, so rates work before the first write.
+    pub fn init_routes(&self, routes: &ResolvedRoutes) {
+        for route in &routes.file.routes {
+            for op in WRITE_OPS {
+                self.rows_written.with_label_values(&[route.name.as_str(), op]);
+            }
+            self.rows_combined.with_label_values(&[route.name.as_str()]);
+        }
+    }
+
+    /// Counts a committed batch's writes per route.
+    pub fn count_routes(&self, routes: &ResolvedRoutes, written: &RoutedWritten) {
+        for (&index, counts) in &written.routes {
+            let name = routes.file.routes[index].name.as_str();
+            let values = [counts.inserted, counts.updated, counts.deleted, counts.skipped];
+            for (op, n) in WRITE_OPS.into_iter().zip(values) {
+                if n > 0 {
+                    self.rows_written.with_label_values(&[name, op]).inc_by(n);
+                }
+            }
+        }
+        for (&index, &n) in &written.folded {
+            self.rows_combined.with_label_values(&[routes.file.routes[index].name.as_str()]).inc_by(n);
+        }
     }
 
     pub fn forget_partition(&self, topic: &str, partition: i32) {

@@ -22,6 +22,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use rdkafka::{consumer::Consumer, message::OwnedMessage, Message, Timestamp};
 use sluice_core::{wire, Event, RejectReason, Rejection};
+use sluice_routes::{Op, ResolvedRoutes};
 use tokio::{
     sync::{mpsc, oneshot},
     time::{sleep_until, Instant},
@@ -37,6 +38,7 @@ use crate::{
     failpoint,
     flow::Buffered,
     metrics::Metrics,
+    routed::{self, RoutedWritten, Units},
     store::{self, ErrorKind, Fence, Store},
     stuck::{StuckGuard, StuckPartitions},
 };
@@ -53,6 +55,9 @@ pub struct Shared {
     pub policy: BatchPolicy,
     pub sizer: SharedSizer,
     pub insert_method: store::InsertMethod,
+    /// `--routes`, resolved against the catalog at start. None: the built-in route (every
+    /// event into `events`, with `insert_method`).
+    pub routes: Option<Arc<ResolvedRoutes>>,
     pub max_event_bytes: usize,
     /// Where a worker asks the poll thread to move its partition's fetch position back.
     pub seeks: SeekRequests,
@@ -398,7 +403,6 @@ impl PartitionWorker {
         }
         // The adaptive sizer sees only the database's work, not the waits around it.
         let mut db = Stopwatch::default();
-        let events: Vec<&Event> = batch.events.iter().map(|(_, e)| e).collect();
         let mut tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
         db.start();
         if let Fence::Conflict { stored } =
@@ -408,11 +412,11 @@ impl PartitionWorker {
         {
             return Ok(Written::Conflict { stored });
         }
-        let (inserted, refused) = match store::insert_batch(&mut tx, &events, shared.insert_method).await {
-            Ok(n) => (n, Vec::new()),
+        let (outcome, refused) = match write_rows(&mut tx, shared, batch).await {
+            Ok(outcome) => (outcome, Vec::new()),
             Err(e) if store::classify(&e) == ErrorKind::Rejected => {
                 shared.metrics.db_errors.with_label_values(&[ErrorKind::Rejected.label()]).inc();
-                tracing::warn!(error = %e, rows = events.len(), "the database refused a row of the batch; isolating it");
+                tracing::warn!(error = %e, records = batch.len(), "the database refused a row of the batch; isolating it");
                 drop(tx);
                 db.stop();
                 tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
@@ -424,14 +428,14 @@ impl PartitionWorker {
                 {
                     return Ok(Written::Conflict { stored });
                 }
-                store::insert_isolating(&mut tx, &events).await.map_err(WriteError::Db)?
+                write_rows_isolating(&mut tx, shared, batch).await.map_err(WriteError::Db)?
             }
             Err(e) => return Err(WriteError::Db(e)),
         };
         if !refused.is_empty() {
             let rejections: Vec<(usize, Rejection)> = refused
                 .iter()
-                .map(|(i, reason)| (batch.events[*i].0, Rejection::new(RejectReason::DatabaseRejected, reason.clone())))
+                .map(|(i, reason)| (*i, Rejection::new(RejectReason::DatabaseRejected, reason.clone())))
                 .collect();
             let letters: Vec<_> = rejections.iter().map(|(i, r)| (&*batch.records[*i], r)).collect();
             db.stop();
@@ -448,16 +452,25 @@ impl PartitionWorker {
         })?;
         failpoint::hit("sinker.after_db_commit");
         db.stop();
-        batch.inserted = inserted;
+        batch.outcome = outcome;
         batch.commit_seconds = db.elapsed_at(Instant::now()).as_secs_f64();
         Ok(Written::Done)
     }
 
     fn after_commit(&mut self, batch: &Prepared) {
         let m = &self.shared.metrics;
-        let valid = batch.events.len() as u64 - batch.db_rejections as u64;
-        m.rows_inserted.inc_by(batch.inserted);
-        m.duplicates_skipped.inc_by(valid.saturating_sub(batch.inserted));
+        let valid = batch.len() as u64 - batch.db_rejections as u64;
+        match (&batch.outcome.routed, &self.shared.routes) {
+            (Some(written), Some(routes)) => {
+                m.rows_inserted.inc_by(written.inserted());
+                m.duplicates_skipped.inc_by(written.skipped());
+                m.count_routes(routes, written);
+            }
+            _ => {
+                m.rows_inserted.inc_by(batch.outcome.inserted);
+                m.duplicates_skipped.inc_by(valid.saturating_sub(batch.outcome.inserted));
+            }
+        }
         for (_, r) in &batch.rejections {
             m.dlq_messages.with_label_values(&[r.reason.code()]).inc();
         }
@@ -477,7 +490,7 @@ impl PartitionWorker {
             from = batch.from,
             to = batch.to,
             rows = batch.records.len(),
-            inserted = batch.inserted,
+            inserted = batch.outcome.inserted,
             "batch written"
         );
 
@@ -497,30 +510,49 @@ impl PartitionWorker {
     }
 }
 
+/// What a committed batch wrote.
+#[derive(Default)]
+struct Outcome {
+    /// Rows inserted (into `events`; with routes, over every route).
+    inserted: u64,
+    /// With routes: what each route did.
+    routed: Option<RoutedWritten>,
+}
+
 /// A batch decoded once and retried as often as needed.
 struct Prepared {
     records: Vec<Buffered>,
-    /// Decoded events with the index of their record.
+    /// Without routes: decoded events with the index of their record.
     events: Vec<(usize, Event)>,
+    /// With routes: each record's operations, with the index of the record (records without
+    /// operations are in `rejections`).
+    units: Vec<(usize, Vec<Op>)>,
     /// Records that are not valid events, with the reason.
     rejections: Vec<(usize, Rejection)>,
     decode_rejections_sent: bool,
     db_rejections: usize,
     from: i64,
     to: i64,
-    inserted: u64,
+    outcome: Outcome,
     commit_seconds: f64,
 }
 
 impl Prepared {
     fn new(records: Vec<Buffered>, shared: &Shared, position: Option<i64>) -> Self {
         let now = Utc::now();
-        let mut events = Vec::with_capacity(records.len());
+        let mut events = Vec::new();
+        let mut units = Vec::new();
         let mut rejections = Vec::new();
         for (i, msg) in records.iter().enumerate() {
-            match wire::decode(msg.payload(), record_time(msg), now, shared.max_event_bytes) {
-                Ok(event) => events.push((i, event)),
-                Err(rejection) => rejections.push((i, rejection)),
+            let time = record_time(msg);
+            let decoded = match &shared.routes {
+                None => wire::decode(msg.payload(), time, now, shared.max_event_bytes).map(|e| events.push((i, e))),
+                Some(routes) => {
+                    routed::record_ops(routes, msg, time, now, shared.max_event_bytes).map(|ops| units.push((i, ops)))
+                }
+            };
+            if let Err(rejection) = decoded {
+                rejections.push((i, rejection));
             }
         }
         let first = records.first().map_or(0, |m| m.offset());
@@ -530,11 +562,58 @@ impl Prepared {
             to,
             records,
             events,
+            units,
             rejections,
             decode_rejections_sent: false,
             db_rejections: 0,
-            inserted: 0,
+            outcome: Outcome::default(),
             commit_seconds: 0.0,
+        }
+    }
+
+    /// The units written: events, or records with operations.
+    fn len(&self) -> usize {
+        self.events.len() + self.units.len()
+    }
+}
+
+/// Writes a batch's rows in the transaction: into `events`, or through the routes.
+async fn write_rows(conn: &mut sqlx::PgConnection, shared: &Shared, batch: &Prepared) -> Result<Outcome, sqlx::Error> {
+    match &shared.routes {
+        None => {
+            let events: Vec<&Event> = batch.events.iter().map(|(_, e)| e).collect();
+            let inserted = store::insert_batch(conn, &events, shared.insert_method).await?;
+            Ok(Outcome { inserted, routed: None })
+        }
+        Some(routes) => {
+            let units = Units { routes, units: &batch.units };
+            let written = routed::write_ops(conn, routes, units.ops(0..batch.units.len())).await?;
+            Ok(Outcome { inserted: written.inserted(), routed: Some(written) })
+        }
+    }
+}
+
+/// [`write_rows`], isolating what PostgreSQL refuses; returns the refused records' indexes.
+async fn write_rows_isolating(
+    conn: &mut sqlx::PgConnection,
+    shared: &Shared,
+    batch: &Prepared,
+) -> Result<(Outcome, Vec<(usize, String)>), sqlx::Error> {
+    match &shared.routes {
+        None => {
+            let events: Vec<&Event> = batch.events.iter().map(|(_, e)| e).collect();
+            let (inserted, refused) = store::insert_isolating(conn, &events).await?;
+            let refused = refused.into_iter().map(|(i, why)| (batch.events[i].0, why)).collect();
+            Ok((Outcome { inserted, routed: None }, refused))
+        }
+        Some(routes) => {
+            let (parts, refused) = store::write_isolating(conn, &Units { routes, units: &batch.units }).await?;
+            let mut written = RoutedWritten::default();
+            for part in parts {
+                written.add(part);
+            }
+            let refused = refused.into_iter().map(|(i, why)| (batch.units[i].0, why)).collect();
+            Ok((Outcome { inserted: written.inserted(), routed: Some(written) }, refused))
         }
     }
 }

@@ -11,6 +11,7 @@ use std::{
 use anyhow::Context as _;
 use rdkafka::consumer::Consumer;
 use sluice_core::{kafka::Guarantee, secret::redact_url};
+use sluice_routes::{ResolvedRoutes, RoutesFile};
 use tokio::{runtime::Handle, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +20,7 @@ use crate::{
     adopt,
     backoff::Backoff,
     batch::BatchPolicy,
+    catalog,
     commits::CommitLog,
     config::Config,
     consumer::{poll_loop, SinkConsumer, SinkContext},
@@ -86,8 +88,35 @@ async fn until_ok<T, E: std::fmt::Display, F: std::future::Future<Output = Resul
     }
 }
 
+/// Resolves the routes file against the catalog; retries while the database is unreachable,
+/// refuses to start (listing every problem) when the file and the tables disagree.
+async fn resolve_routes(
+    store: &Store,
+    file: RoutesFile,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<ResolvedRoutes>> {
+    let resolving = until_ok("reading the routes' tables from the catalog", shutdown, || {
+        catalog::resolve(store.pool(), file.clone())
+    });
+    let Some(resolved) = resolving.await else {
+        return Ok(None);
+    };
+    match resolved {
+        Ok(routes) => Ok(Some(routes)),
+        Err(problems) => Err(anyhow::anyhow!(
+            "the routes file does not match the database ({} problem{}); fix the tables or the routes file, \
+             `sinker routes check --routes FILE` lists the same problems:\n{}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            problems.iter().map(|p| format!("- {p}")).collect::<Vec<_>>().join("\n")
+        )),
+    }
+}
+
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     tracing::info!(config = ?config, "sinker starting");
+    // A bad routes file fails fast, before any connection.
+    let routes_file = config.routes.as_ref().map(RoutesFile::load).transpose()?;
     let store = store(&config)?;
     // Before the consumer subscribes: the first assignment reads the group's offsets.
     let (group, topic) = (config.group.as_str(), config.kafka.topic.as_str());
@@ -99,6 +128,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tracing::info!(group, topic, partitions = adopted, "adopted the stored offsets written before sink_offsets recorded the consumer group; this group resumes from them");
     }
     let metrics = Metrics::new();
+    let routes = match routes_file {
+        None => None,
+        Some(file) => {
+            let Some(routes) = resolve_routes(&store, file, &shutdown).await? else {
+                return Ok(());
+            };
+            metrics.init_routes(&routes);
+            let names: Vec<&str> = routes.file.routes.iter().map(|r| r.name.as_str()).collect();
+            tracing::info!(routes = ?names, "writing through the routes file");
+            Some(Arc::new(routes))
+        }
+    };
     let sizer = SharedSizer::new(
         SizerConfig {
             min_rows: config.batch_min_size(),
@@ -187,6 +228,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         },
         sizer,
         insert_method: config.insert_method,
+        routes,
         max_event_bytes: config.max_event_bytes,
         seeks,
         stuck,

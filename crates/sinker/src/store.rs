@@ -257,27 +257,44 @@ fn csv_row(out: &mut Vec<u8>, e: &Event) {
     out.push(b'\n');
 }
 
-/// Inserts events, isolating the ones PostgreSQL refuses for a permanent reason: each chunk
-/// runs under a savepoint; a refused chunk is halved until the refused rows stand alone.
-/// Returns the inserted count and the refused events' indexes with the database's reason.
-/// A transient error aborts the whole attempt.
-pub async fn insert_isolating(
+/// A batch that can be written in parts: [`write_isolating`] writes `range`s of its units
+/// (events, or records with their routes' operations), in order, under savepoints.
+pub trait Chunks {
+    /// What writing a part reports (rows inserted, counts per route).
+    type Written;
+    /// The number of units.
+    fn count(&self) -> usize;
+    /// Writes units `range` in this transaction. A class 22/23/54 error ([`ErrorKind::Rejected`])
+    /// refuses the part; any other error aborts the attempt.
+    fn write(
+        &self,
+        conn: &mut PgConnection,
+        range: std::ops::Range<usize>,
+    ) -> impl std::future::Future<Output = Result<Self::Written, sqlx::Error>> + Send;
+}
+
+/// Writes a batch's units, isolating the ones PostgreSQL refuses for a permanent reason: each
+/// part runs under a savepoint; a refused part is halved until the refused units stand alone.
+/// Parts are written in unit order, so what is kept is written in offset order. Returns what
+/// each written part reported and the refused units' indexes with the database's reason. A
+/// transient error aborts the whole attempt.
+pub async fn write_isolating<C: Chunks + Sync>(
     conn: &mut PgConnection,
-    events: &[&Event],
-) -> Result<(u64, Vec<(usize, String)>), sqlx::Error> {
-    let mut inserted = 0;
+    chunks: &C,
+) -> Result<(Vec<C::Written>, Vec<(usize, String)>), sqlx::Error> {
+    let mut written = Vec::new();
     let mut refused = Vec::new();
-    // Ranges still to try, last one on top; pushed in reverse so rows go in order.
-    let mut todo = vec![(0, events.len())];
+    // Ranges still to try, last one on top; pushed in reverse so units go in order.
+    let mut todo = vec![(0, chunks.count())];
     while let Some((start, end)) = todo.pop() {
         if start == end {
             continue;
         }
         sqlx::query("SAVEPOINT chunk").execute(&mut *conn).await?;
-        match insert_events(conn, &events[start..end]).await {
-            Ok(n) => {
+        match chunks.write(conn, start..end).await {
+            Ok(part) => {
                 sqlx::query("RELEASE SAVEPOINT chunk").execute(&mut *conn).await?;
-                inserted += n;
+                written.push(part);
             }
             Err(error) if classify(&error) == ErrorKind::Rejected => {
                 sqlx::query("ROLLBACK TO SAVEPOINT chunk").execute(&mut *conn).await?;
@@ -293,7 +310,32 @@ pub async fn insert_isolating(
             Err(error) => return Err(error),
         }
     }
-    Ok((inserted, refused))
+    Ok((written, refused))
+}
+
+/// Events as [`Chunks`]: parts go into `events` with the UNNEST statement.
+struct EventChunks<'a, 'e>(&'a [&'e Event]);
+
+impl Chunks for EventChunks<'_, '_> {
+    type Written = u64;
+
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    async fn write(&self, conn: &mut PgConnection, range: std::ops::Range<usize>) -> Result<u64, sqlx::Error> {
+        insert_events(conn, &self.0[range]).await
+    }
+}
+
+/// Inserts events, isolating the ones PostgreSQL refuses ([`write_isolating`]). Returns the
+/// inserted count and the refused events' indexes with the database's reason.
+pub async fn insert_isolating(
+    conn: &mut PgConnection,
+    events: &[&Event],
+) -> Result<(u64, Vec<(usize, String)>), sqlx::Error> {
+    let (written, refused) = write_isolating(conn, &EventChunks(events)).await?;
+    Ok((written.into_iter().sum(), refused))
 }
 
 /// What a database error means for the sinker.

@@ -27,10 +27,18 @@ pub enum RejectReason {
     TooLarge,
     /// PostgreSQL refused the row for a permanent reason (a data or constraint error).
     DatabaseRejected,
+    /// With routes (`sinker --routes`): no route takes the event's type, or the record is a
+    /// tombstone and no route declares a `tombstone_key`.
+    NoRoute,
+    /// With routes: a value of the event does not convert to its column's type, or a NOT NULL
+    /// column without a default has no value. The detail names route, column, path and what
+    /// was found. The event is written to none of its routes.
+    MappingFailed,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 4] = [Self::NotJson, Self::InvalidEvent, Self::TooLarge, Self::DatabaseRejected];
+    pub const ALL: [RejectReason; 6] =
+        [Self::NotJson, Self::InvalidEvent, Self::TooLarge, Self::DatabaseRejected, Self::NoRoute, Self::MappingFailed];
 
     pub fn code(self) -> &'static str {
         match self {
@@ -38,6 +46,8 @@ impl RejectReason {
             Self::InvalidEvent => "invalid_event",
             Self::TooLarge => "too_large",
             Self::DatabaseRejected => "database_rejected",
+            Self::NoRoute => "no_route",
+            Self::MappingFailed => "mapping_failed",
         }
     }
 }
