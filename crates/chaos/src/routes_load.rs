@@ -73,7 +73,7 @@ impl RoutesWorker {
         for _ in 0..n {
             let id = Uuid::now_v7();
             let kind: f64 = rng.random();
-            let deletable: Vec<i64> = if kind >= 0.9 {
+            let deletable: Vec<i64> = if kind >= 0.96 {
                 let in_request: HashSet<i64> = ops.iter().map(|op: &OrderOp| op.order_id()).collect();
                 self.open
                     .iter()
