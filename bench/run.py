@@ -497,7 +497,10 @@ class Bench:
             "written": written, "combined": combined, "batches": batches, "records": records,
             "insert_batches": sample(ins["metrics"], "sinker_batch_rows_count"),
             "row_writes_per_batch": writes / max(batches, 1), "distinct_keys_per_batch": distinct / max(batches, 1),
-            "events_per_batch": records / max(batches, 1), "writes_equal_distinct_keys": writes == distinct}
+            "events_per_batch": records / max(batches, 1), "writes_equal_distinct_keys": writes == distinct,
+            # Records the sinkers wrote beyond the topic's (a record delivered twice and written again).
+            "records_written_again": {"insert": sample(ins["metrics"], "sinker_batch_rows_sum") - events,
+                                      "upsert": records - events}}
         log(f"  insert {ins['rows_per_s']:8.0f} events/s, versioned upsert {ups['rows_per_s']:8.0f} events/s: {ratio:.2f}x "
             f"(target 0.7x); per batch: {records / max(batches, 1):.0f} events, {distinct / max(batches, 1):.1f} distinct keys, "
             f"{writes / max(batches, 1):.1f} row writes ({int(writes)} writes = {int(records)} events - {int(combined)} combined: "
@@ -531,7 +534,10 @@ class Bench:
                       f"(events - `sinker_rows_combined_total`), **{u['row_writes_per_batch']:.1f} row writes** "
                       f"(`sinker_rows_written_total`: inserted {w['inserted']:.0f}, updated {w['updated']:.0f}, "
                       f"skipped {w['skipped']:.0f}; combined away {u['combined']:.0f}); row writes equal distinct keys: "
-                      f"**{'yes' if u['writes_equal_distinct_keys'] else 'no'}**.", ""]
+                      f"**{'yes' if u['writes_equal_distinct_keys'] else 'no'}**.", "",
+                      f"Records in written batches beyond the {u['events']} in the topic (a record delivered twice and "
+                      f"written again): insert {u['records_written_again']['insert']:.0f}, upsert "
+                      f"{u['records_written_again']['upsert']:.0f}.", ""]
         return lines
 
     # ---------- report ----------

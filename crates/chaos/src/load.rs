@@ -40,6 +40,9 @@ pub struct Ledger {
     pub below_min_isr_statuses: HashMap<String, u64>,
     /// The routes workload: the ids sent as `page.viewed` (whatever the answer).
     pub views: HashSet<Uuid>,
+    /// The routes workload: per page view id, how many requests carrying it were answered 202
+    /// and how many got no answer (503, 429, none): its rows in the keyless table lie between.
+    pub view_answers: HashMap<Uuid, (u32, u32)>,
     /// The routes workload: every order's books, by order id.
     pub orders: HashMap<i64, OrderBook>,
 }
@@ -187,8 +190,21 @@ async fn send_booked(
     }
 }
 
-/// Books the answer to a request's order upserts and deletes (the routes workload).
+/// Books the answer to a request's page views and order upserts and deletes (the routes
+/// workload).
 fn book_orders(ledger: &mut Ledger, request: &Request, outcome: Outcome) {
+    if outcome != Outcome::Refused {
+        for id in &request.ids {
+            if ledger.views.contains(id) {
+                let answers = ledger.view_answers.entry(*id).or_default();
+                if outcome == Outcome::Accepted {
+                    answers.0 += 1;
+                } else {
+                    answers.1 += 1;
+                }
+            }
+        }
+    }
     for op in &request.orders {
         let book = ledger.orders.entry(op.order_id()).or_default();
         match *op {

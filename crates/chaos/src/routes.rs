@@ -2,7 +2,9 @@
 //! into two user tables next to the raw `events` table, through the gateway and the sinkers
 //! both running with `--routes`.
 //!
-//! - `page.viewed`: inserted into `chaos_views`, keyed by the event id;
+//! - `page.viewed`: inserted into `chaos_views`, keyed by the event id, and into
+//!   `chaos_view_log`, a table without a key (a plain insert: exactly once per record because
+//!   the partition's offset is fenced in the same transaction);
 //! - `order.updated`: upserted into `chaos_orders`, keyed by `order_id`, guarded by `version`
 //!   (each order's versions increase in the order the load sends them);
 //! - `order.deleted`: deletes the order's row from `chaos_orders`;
@@ -23,6 +25,11 @@ CREATE TABLE chaos_views (
     user_id   bigint      NOT NULL,
     path      text        NOT NULL,
     viewed_at timestamptz NOT NULL
+);
+CREATE TABLE chaos_view_log (
+    view_id   uuid        NOT NULL,
+    user_id   bigint      NOT NULL,
+    logged_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE chaos_orders (
     order_id   bigint        PRIMARY KEY,
@@ -62,6 +69,14 @@ view_id = "id"
 user_id = { path = "data.user_id", type = "bigint", required = true }
 path = { path = "data.path", type = "text", required = true }
 viewed_at = "ts"
+
+[[route]]
+name = "view_log"
+types = ["page.viewed"]
+table = "chaos_view_log"
+[route.columns]
+view_id = "id"
+user_id = "data.user_id"
 
 [[route]]
 name = "orders"
@@ -141,7 +156,7 @@ mod tests {
     fn the_routes_file_parses_and_routes_each_type() {
         let file = sluice_routes::RoutesFile::parse(ROUTES_TOML).expect("the chaos routes file parses");
         let routed = |t: &str| file.matching(t).map(|i| file.routes[i].name.clone()).collect::<Vec<_>>();
-        assert_eq!(routed("page.viewed"), ["raw", "views"]);
+        assert_eq!(routed("page.viewed"), ["raw", "views", "view_log"]);
         assert_eq!(routed("order.updated"), ["raw", "orders"]);
         assert_eq!(routed("order.deleted"), ["raw", "orders_deleted"]);
         assert!(routed("cart.cleared").is_empty(), "the no_route poison matches no route");

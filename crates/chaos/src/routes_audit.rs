@@ -2,6 +2,8 @@
 //!
 //! - every `page.viewed` id answered 202 is exactly one row of `chaos_views`; none that only
 //!   got a 4xx is there, nor any id nobody sent as a page view; unconfirmed ones at most once;
+//! - `chaos_view_log` (no key) holds each page view id as many times as requests carrying it
+//!   were answered 202, plus at most the unanswered ones: exactly once per accepted record;
 //! - every order's row in `chaos_orders` is what its books allow (`orders::OrderBook::check`):
 //!   the highest version answered 202, never a version that only got a 4xx, absent once its
 //!   delete was answered 202, its columns all from the event of its version; no row for an
@@ -30,6 +32,7 @@ pub(crate) async fn check(
     found: &HashMap<String, String>,
 ) -> anyhow::Result<()> {
     views(report, pool, ledger).await?;
+    view_log(report, pool, ledger).await?;
     orders(report, pool, ledger).await?;
     let wrong: Vec<String> = markers
         .iter()
@@ -72,6 +75,36 @@ async fn views(report: &mut Report, pool: &sqlx::PgPool, ledger: &Ledger) -> any
         .count();
     report.check(strangers == 0, format!("no chaos_views row has an id nobody sent as a page view: {strangers} found"));
     report.say(format!("page views: {} accepted, {uncertain} unconfirmed ones written (once each)", accepted.len()));
+    Ok(())
+}
+
+async fn view_log(report: &mut Report, pool: &sqlx::PgPool, ledger: &Ledger) -> anyhow::Result<()> {
+    let rows: Vec<(Uuid, i64)> =
+        sqlx::query_as("SELECT view_id, count(*) FROM chaos_view_log GROUP BY view_id").fetch_all(pool).await?;
+    let stored: HashMap<Uuid, i64> = rows.into_iter().collect();
+    let mut wrong = Vec::new();
+    for (id, (accepted, unanswered)) in &ledger.view_answers {
+        let n = stored.get(id).copied().unwrap_or(0);
+        if n < i64::from(*accepted) || n > i64::from(*accepted) + i64::from(*unanswered) {
+            wrong.push(format!("{id}: {n} rows, {accepted} answers 202, {unanswered} unanswered"));
+        }
+    }
+    let strangers = stored.keys().filter(|id| !ledger.view_answers.contains_key(id)).count();
+    let accepted: u64 = ledger.view_answers.values().map(|(a, _)| u64::from(*a)).sum();
+    let total: i64 = stored.values().sum();
+    report.check(
+        wrong.is_empty(),
+        format!(
+            "the keyless chaos_view_log holds each page view once per 202 ({accepted} answers 202, {total} rows), \
+             plus at most its unanswered sends: {} wrong {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(SHOWN)]
+        ),
+    );
+    report.check(
+        strangers == 0,
+        format!("no chaos_view_log row has an id nobody sent as a page view: {strangers} found"),
+    );
     Ok(())
 }
 
