@@ -17,9 +17,11 @@ help:
 	@echo "make run     stack up, migrations applied, gateway + sinker in the foreground"
 	@echo "make test    fmt and clippy checks, stack up, then the whole test suite (unit + end-to-end)"
 	@echo "make lint    cargo fmt --check and cargo clippy -D warnings only"
-	@echo "make chaos   the long fault-injection run with exact accounting (PROFILE=cluster: three brokers)"
+	@echo "make chaos   the long fault-injection run with exact accounting (PROFILE=cluster: three brokers;"
+	@echo "             PROFILE=routes: gateway and sinkers on a routes file, user tables upserted and deleted)"
 	@echo "make soak    30 minutes of steady load with faults, memory and lag followed (SOAK_DURATION=3m)"
 	@echo "make bench   the benchmark suite; writes bench/results/<date>/ and BENCHMARKS.md"
+	@echo "             (BENCH_ARGS='--quick --only routes,upsert': the routes scenarios at 50k events)"
 	@echo "make up | down | status   the local Kafka + PostgreSQL stack"
 	@echo "make up-cluster           three Kafka brokers (RF 3, min ISR 2) + PostgreSQL; make down stops it"
 
@@ -81,6 +83,9 @@ lint:
 # PROFILE=cluster: on a private three-broker cluster, with leader kills, two brokers down,
 # paused processes, cut commits and network faults (about 11 minutes); PROFILE=cluster-short
 # runs every cluster fault once (about 5 minutes). PROFILE=short is the one inside make test.
+# PROFILE=routes: the long faults with the gateway and the sinkers on a routes file (page views
+# inserted, orders upserted with a version and deleted, all into events too), every table
+# audited; PROFILE=routes-short is its one-round variant inside make test.
 PROFILE ?= long
 chaos: build
 	target/debug/chaos --profile $(PROFILE) --repo . $${CHAOS_SEED:+--seed $$CHAOS_SEED}
@@ -98,6 +103,7 @@ soak: build
 BENCH_VENV := .stack/bench-venv
 bench: up
 	$(CARGO) build --release -p gateway -p sinker -p loadgen -p sync-baseline
+	$(CARGO) build --release -p sinker --example fill_typed
 	@test -x $(BENCH_VENV)/bin/python && $(BENCH_VENV)/bin/python -c 'import matplotlib' 2>/dev/null || { \
 	  python3 -m venv $(BENCH_VENV) && $(BENCH_VENV)/bin/pip install -q matplotlib; }
 	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)

@@ -5,7 +5,10 @@ Driven by `make bench`, which brings the local stack up and builds release binar
 Writes bench/results/<date>/report.md, results.json and PNG plots, and refreshes the latest
 table in BENCHMARKS.md. See BENCHMARKS.md for what each scenario measures and why.
 
-Usage: bench/run.py [--quick]   (--quick: smaller sizes, for trying the tooling)
+Usage: bench/run.py [--quick] [--only routes,upsert]
+  --quick: smaller sizes, for trying the tooling
+  --only:  run only these scenarios (ingest, stress, drain, debezium, freshness, batch, routes,
+           upsert); the report then holds only their sections and BENCHMARKS.md is left alone
 """
 
 import argparse
@@ -101,6 +104,32 @@ def metric(port, name):
     return total
 
 
+def scrape(ports):
+    """Every sample of the given sinkers' /metrics, summed over the processes: {'name{labels}': value}."""
+    import urllib.request
+    out = {}
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line and not line.startswith("#"):
+                    series, value = line.rsplit(" ", 1)
+                    out[series] = out.get(series, 0.0) + float(value)
+    return out
+
+
+def sample(scraped, name, **labels):
+    """The value of `name` with exactly these labels in a scrape (0 when absent)."""
+    want = dict(labels)
+    for series, value in scraped.items():
+        base, _, rest = series.partition("{")
+        if base != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+        if got == want:
+            return value
+    return 0.0
+
+
 def peak_rss_mb(pid):
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -186,7 +215,7 @@ class Bench:
     # ---------- scenario 1: ingest capacity ----------
 
     def ingest(self):
-        log("1/7 ingest capacity: gateway vs synchronous INSERT per event, concurrency sweep")
+        log("1/9 ingest capacity: gateway vs synchronous INSERT per event, concurrency sweep")
         concurrencies = [16, 64] if self.quick else [16, 64, 256, 512]
         secs = "5s" if self.quick else "10s"
         rows = []
@@ -221,7 +250,7 @@ class Bench:
     def stress(self):
         sync_best = self.results["ingest_best"]["sync_b1"]["requests_per_s"]
         rate = max(10, round(sync_best / 2))
-        log(f"2/7 decoupling under database stress: open loop at {rate} req/s (half the synchronous service's best)")
+        log(f"2/9 decoupling under database stress: open loop at {rate} req/s (half the synchronous service's best)")
         secs = "10s" if self.quick else "30s"
         rows = []
         for system in ("sluice", "sync"):
@@ -266,8 +295,12 @@ class Bench:
         gw.stop()
         return topic, requests * batch
 
-    def drain(self, topic, events, sinkers, extra=(), sample=False):
-        url = fresh_db("drain")
+    def drain(self, topic, events, sinkers, extra=(), sample=False, url=None, tables=("events",), expect_rows=None,
+              metrics=False):
+        """Times a sinker group from start to the topic's end. `tables` are counted at the end and
+        must hold `expect_rows` rows (default: one per event); `metrics`: the sinkers' /metrics
+        once every batch is counted."""
+        url = url or fresh_db("drain")
         group = f"bench_drain_{uuid.uuid4().hex[:6]}"
         start = time.time()
         procs = [self.sinker(topic, group, url, extra) for _ in range(sinkers)]
@@ -285,12 +318,23 @@ class Bench:
                 raise RuntimeError(f"drain of {topic} stuck at {n}/{events}")
             time.sleep(0.25)
         seconds = time.time() - start
+        scraped = None
+        if metrics:
+            # The counters move right after each COMMIT: wait until every record's batch is counted.
+            deadline = time.time() + 30
+            while True:
+                scraped = scrape([p.port for p in procs])
+                if scraped.get("sinker_batch_rows_sum", 0) >= events or time.time() > deadline:
+                    break
+                time.sleep(0.2)
         for p in procs:
             p.stop()
-        rows = int(psql(url, "SELECT count(*) FROM events"))
-        if rows != events:
-            raise RuntimeError(f"drain of {topic}: {rows} rows for {events} events")
-        return {"seconds": seconds, "rows_per_s": events / seconds, "peak_rss_mb": peak, "series": series if sample else None, "url": url}
+        rows = sum(int(psql(url, f"SELECT count(*) FROM {t}")) for t in tables)
+        expected = events if expect_rows is None else expect_rows
+        if rows != expected:
+            raise RuntimeError(f"drain of {topic}: {rows} rows in {', '.join(tables)} for {expected} expected")
+        return {"seconds": seconds, "rows_per_s": events / seconds, "peak_rss_mb": peak, "series": series if sample else None,
+                "url": url, "metrics": scraped}
 
     def copy_baseline(self, url, events):
         """The physical limit: COPY the same rows into an identical table (same primary key)."""
@@ -305,7 +349,7 @@ class Bench:
 
     def drains(self):
         events = 100_000 if self.quick else 1_000_000
-        log(f"3/7 drain vs COPY: {events} events prefilled, sinker group from start to lag 0")
+        log(f"3/9 drain vs COPY: {events} events prefilled, sinker group from start to lag 0")
         rows = []
         topics = {}
         for partitions in (1, 6, 12):
@@ -328,7 +372,7 @@ class Bench:
     def debezium(self):
         script = REPO / "bench" / "debezium" / "run.sh"
         events = 50_000 if self.quick else 200_000
-        log(f"4/7 drain vs Kafka Connect + Debezium JDBC sink: {events} events, 6 partitions")
+        log(f"4/9 drain vs Kafka Connect + Debezium JDBC sink: {events} events, 6 partitions")
         if not script.exists():
             self.results["debezium"] = {"error": "bench/debezium/run.sh is missing"}
             return
@@ -354,7 +398,7 @@ class Bench:
     def freshness(self):
         best = self.results["ingest_best"]["sluice_b1"]["requests_per_s"]
         rate = max(10, round(best / 2))
-        log(f"5/7 end-to-end freshness at {rate} req/s (50% of the gateway's measured single-event capacity)")
+        log(f"5/9 end-to-end freshness at {rate} req/s (50% of the gateway's measured single-event capacity)")
         topic, group = f"bench_fresh_{uuid.uuid4().hex[:6]}", f"bench_fresh_{uuid.uuid4().hex[:6]}"
         topic_create(topic, 6)
         url = fresh_db("fresh")
@@ -377,7 +421,7 @@ class Bench:
 
     def batch_sweep(self):
         events = 50_000 if self.quick else 200_000
-        log(f"6/7 batch-size sweep x insert method: drain of {events} events, 6 partitions, 1 sinker")
+        log(f"6/9 batch-size sweep x insert method: drain of {events} events, 6 partitions, 1 sinker")
         topic, n = self.prefill(6, events)
         rows = []
         for method in ("unnest", "copy"):
@@ -388,6 +432,113 @@ class Bench:
                 rows.append({"method": method, "batch_size": size, "rows_per_s": d["rows_per_s"]})
                 log(f"  {method:6} batch {size:5}: {d['rows_per_s']:8.0f} rows/s")
         self.results["batch_sweep"] = rows
+
+    # ---------- scenarios 8 and 9: routes (issue 12) ----------
+
+    def fill_typed(self, workload, partitions, events):
+        topic = f"bench_{workload}_p{partitions}_{uuid.uuid4().hex[:6]}"
+        out = subprocess.run([str(BIN / "examples" / "fill_typed"), BROKERS, topic, str(partitions), str(events), workload],
+                             check=True, capture_output=True, text=True).stdout
+        return topic, json.loads(out.strip().splitlines()[-1])
+
+    def routes_db(self, ddl):
+        url = fresh_db("routes")
+        psql(url, ddl)
+        return url
+
+    def routes_file(self, name, text):
+        path = self.raw / f"{name}.toml"
+        path.write_text(text)
+        return path
+
+    def routes(self):
+        """Typed tables vs the events table: the same prefilled events, same partitions and sinkers
+        as the headline drain of scenario 3."""
+        events = 50_000 if self.quick else 1_000_000
+        partitions, sinkers = ROUTES_PARTITIONS, ROUTES_SINKERS
+        log(f"8/9 routes: drain of {events} events of three types into three typed tables vs into events, "
+            f"{partitions} partitions, {sinkers} sinker(s)")
+        topic, _ = self.fill_typed("typed", partitions, events)
+        plain = self.drain(topic, events, sinkers)
+        routes = self.routes_file("typed-routes", TYPED_ROUTES)
+        typed = self.drain(topic, events, sinkers, extra=("--routes", str(routes)), url=self.routes_db(TYPED_DDL),
+                           tables=[t for _, t in TYPED_TABLES], metrics=True)
+        ratio = typed["rows_per_s"] / plain["rows_per_s"]
+        self.results["routes"] = {"events": events, "partitions": partitions, "sinkers": sinkers,
+                                  "events_rows_per_s": plain["rows_per_s"], "typed_rows_per_s": typed["rows_per_s"],
+                                  "ratio": ratio, "typed_peak_rss_mb": typed["peak_rss_mb"],
+                                  "events_peak_rss_mb": plain["peak_rss_mb"]}
+        log(f"  events table {plain['rows_per_s']:8.0f} rows/s, three typed tables {typed['rows_per_s']:8.0f} rows/s: "
+            f"{ratio:.2f}x (target 0.8x)")
+
+    def upsert(self):
+        """Versioned upsert of a hot-key workload vs the insert-mode drain of the same events."""
+        events = 50_000 if self.quick else 1_000_000
+        partitions, sinkers = ROUTES_PARTITIONS, ROUTES_SINKERS
+        log(f"9/9 upsert: {events} events, 1% of the keys take half of them; versioned upsert vs insert, "
+            f"{partitions} partitions, {sinkers} sinker(s)")
+        topic, fill = self.fill_typed("hot", partitions, events)
+        ins = self.drain(topic, events, sinkers, extra=("--routes", str(self.routes_file("insert-routes", INSERT_ROUTES))),
+                         url=self.routes_db(UPSERT_DDL), tables=["bench_counter_events"], metrics=True)
+        ups = self.drain(topic, events, sinkers, extra=("--routes", str(self.routes_file("upsert-routes", UPSERT_ROUTES))),
+                         url=self.routes_db(UPSERT_DDL), tables=["bench_counters"], expect_rows=fill["keys"], metrics=True)
+        m = ups["metrics"]
+        written = {op: sample(m, "sinker_rows_written_total", op=op, route="counters")
+                   for op in ("inserted", "updated", "deleted", "skipped")}
+        combined = sample(m, "sinker_rows_combined_total", route="counters")
+        batches = sample(m, "sinker_batch_rows_count")
+        records = sample(m, "sinker_batch_rows_sum")
+        writes = sum(written.values())
+        distinct = records - combined
+        ratio = ups["rows_per_s"] / ins["rows_per_s"]
+        self.results["upsert"] = {
+            "events": events, "keys": fill["keys"], "hot_keys": fill["hot_keys"], "partitions": partitions, "sinkers": sinkers,
+            "insert_events_per_s": ins["rows_per_s"], "upsert_events_per_s": ups["rows_per_s"], "ratio": ratio,
+            "written": written, "combined": combined, "batches": batches, "records": records,
+            "insert_batches": sample(ins["metrics"], "sinker_batch_rows_count"),
+            "row_writes_per_batch": writes / max(batches, 1), "distinct_keys_per_batch": distinct / max(batches, 1),
+            "events_per_batch": records / max(batches, 1), "writes_equal_distinct_keys": writes == distinct,
+            # Records the sinkers wrote beyond the topic's (a record delivered twice and written again).
+            "records_written_again": {"insert": sample(ins["metrics"], "sinker_batch_rows_sum") - events,
+                                      "upsert": records - events}}
+        log(f"  insert {ins['rows_per_s']:8.0f} events/s, versioned upsert {ups['rows_per_s']:8.0f} events/s: {ratio:.2f}x "
+            f"(target 0.7x); per batch: {records / max(batches, 1):.0f} events, {distinct / max(batches, 1):.1f} distinct keys, "
+            f"{writes / max(batches, 1):.1f} row writes ({int(writes)} writes = {int(records)} events - {int(combined)} combined: "
+            f"{writes == distinct})")
+
+    def report_routes(self):
+        """Sections 8 and 9 of the report, for the scenarios that ran."""
+        R, lines = self.results, []
+        if "routes" in R:
+            r = R["routes"]
+            lines += ["## 8. Routes: three typed tables vs the events table", "",
+                      f"The same {r['events']} prefilled events (three types in turn, straight into Kafka), {r['partitions']} "
+                      f"partitions, {r['sinkers']} sinker(s), default batch settings.", "",
+                      "| sink | rows/s | sinker peak RSS MB |", "|---|---|---|",
+                      f"| `events` table (no --routes) | {r['events_rows_per_s']:.0f} | {r['events_peak_rss_mb']:.0f} |",
+                      f"| three typed tables, one route each (uuid, bigint, numeric, text, timestamptz, jsonb) | "
+                      f"{r['typed_rows_per_s']:.0f} | {r['typed_peak_rss_mb']:.0f} |", "",
+                      f"Ratio: **{r['ratio']:.2f}x** (target 0.8x: {'met' if r['ratio'] >= 0.8 else 'missed'}).", ""]
+        if "upsert" in R:
+            u = R["upsert"]
+            w = u["written"]
+            lines += ["## 9. Upsert with write-combining vs insert", "",
+                      f"{u['events']} events over {u['keys']} keys, the hot {u['hot_keys']} (1%) taking half of them, record key "
+                      f"= row key; {u['partitions']} partitions, {u['sinkers']} sinker(s). Versioned upsert into one row per key "
+                      "vs insert mode into a table keyed by event id, same events.", "",
+                      "| route | events/s | batches |", "|---|---|---|",
+                      f"| insert (one row per event) | {u['insert_events_per_s']:.0f} | {u['insert_batches']:.0f} |",
+                      f"| versioned upsert (one row per key) | {u['upsert_events_per_s']:.0f} | {u['batches']:.0f} |", "",
+                      f"Ratio: **{u['ratio']:.2f}x** (target 0.7x: {'met' if u['ratio'] >= 0.7 else 'missed'}).", "",
+                      f"Per upsert batch: {u['events_per_batch']:.1f} events, **{u['distinct_keys_per_batch']:.1f} distinct keys** "
+                      f"(events - `sinker_rows_combined_total`), **{u['row_writes_per_batch']:.1f} row writes** "
+                      f"(`sinker_rows_written_total`: inserted {w['inserted']:.0f}, updated {w['updated']:.0f}, "
+                      f"skipped {w['skipped']:.0f}; combined away {u['combined']:.0f}); row writes equal distinct keys: "
+                      f"**{'yes' if u['writes_equal_distinct_keys'] else 'no'}**.", "",
+                      f"Records in written batches beyond the {u['events']} in the topic (a record delivered twice and "
+                      f"written again): insert {u['records_written_again']['insert']:.0f}, upsert "
+                      f"{u['records_written_again']['upsert']:.0f}.", ""]
+        return lines
 
     # ---------- report ----------
 
@@ -503,9 +654,66 @@ class Bench:
         lines += ["", "## 7. Memory", "",
                   f"- Gateway peak RSS after the saturation sweep: **{R['gateway_rss_mb_saturated']:.0f} MB** (target under 150 MB).",
                   f"- Sinker peak RSS while draining {R['drain_events']} events of lag: **{sinker_rss:.0f} MB** (target under 250 MB).", ""]
+        lines += self.report_routes()
         (self.out / "report.md").write_text("\n".join(lines) + "\n")
         (self.out / "results.json").write_text(json.dumps(R, indent=1, default=str))
         return "\n".join(lines)
+
+
+# Scenarios 8 and 9 drain like the headline drain of scenario 3 (12 partitions, one sinker).
+ROUTES_PARTITIONS, ROUTES_SINKERS = 12, 1
+
+TYPED_TABLES = (("bench.view", "bench_views"), ("bench.order", "bench_orders"), ("bench.payment", "bench_payments"))
+TYPED_DDL = "".join(
+    f"CREATE TABLE {t} (event_id uuid PRIMARY KEY, user_id uuid NOT NULL, n bigint NOT NULL, amount numeric(14,2) NOT NULL, "
+    "label text NOT NULL, at timestamptz NOT NULL, attrs jsonb NOT NULL);" for _, t in TYPED_TABLES)
+TYPED_ROUTES = "".join(f"""
+[[route]]
+name = "{t}"
+types = ["{ty}"]
+table = "{t}"
+key = ["event_id"]
+[route.columns]
+event_id = "id"
+user_id = "data.user"
+n = "data.n"
+amount = "data.amount"
+label = "data.label"
+at = "data.at"
+attrs = "data.attrs"
+""" for ty, t in TYPED_TABLES)
+
+UPSERT_DDL = (
+    "CREATE TABLE bench_counters (row_id bigint PRIMARY KEY, version bigint NOT NULL, amount numeric(14,2) NOT NULL, "
+    "label text NOT NULL, at timestamptz NOT NULL, attrs jsonb NOT NULL);"
+    "CREATE TABLE bench_counter_events (event_id uuid PRIMARY KEY, row_id bigint NOT NULL, version bigint NOT NULL, "
+    "amount numeric(14,2) NOT NULL, label text NOT NULL, at timestamptz NOT NULL, attrs jsonb NOT NULL);")
+COUNTER_COLUMNS = """row_id = "data.row"
+version = "data.version"
+amount = "data.amount"
+label = "data.label"
+at = "data.at"
+attrs = "data.attrs"
+"""
+UPSERT_ROUTES = f"""
+[[route]]
+name = "counters"
+types = ["bench.counter"]
+table = "bench_counters"
+mode = "upsert"
+key = ["row_id"]
+version = "version"
+[route.columns]
+{COUNTER_COLUMNS}"""
+INSERT_ROUTES = f"""
+[[route]]
+name = "counter_events"
+types = ["bench.counter"]
+table = "bench_counter_events"
+key = ["event_id"]
+[route.columns]
+event_id = "id"
+{COUNTER_COLUMNS}"""
 
 
 def stress_db(url, kind, stop):
@@ -551,19 +759,31 @@ def update_benchmarks_md(report_text, out):
     path.write_text(text)
 
 
+SCENARIOS = {"ingest": "ingest", "stress": "stress", "drain": "drains", "debezium": "debezium", "freshness": "freshness",
+             "batch": "batch_sweep", "routes": "routes", "upsert": "upsert"}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))
     args = ap.parse_args()
+    only = args.only.split(",") if args.only else list(SCENARIOS)
+    unknown = [s for s in only if s not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario(s) {unknown}: choose among {', '.join(SCENARIOS)}")
     started = time.time()
     b = Bench(args.quick)
-    b.ingest()
-    b.stress()
-    b.drains()
-    b.debezium()
-    b.freshness()
-    b.batch_sweep()
+    for name in only:
+        getattr(b, SCENARIOS[name])()
     b.results["wall_seconds"] = time.time() - started
+    if args.only:
+        lines = [f"# sluice benchmark report, {b.date} (only {args.only}" + (", quick mode)" if args.quick else ")"), "",
+                 f"Machine: {b.results['machine']}", ""] + b.report_routes()
+        (b.out / "report-only.md").write_text("\n".join(lines) + "\n")
+        (b.out / "results-only.json").write_text(json.dumps(b.results, indent=1, default=str))
+        log(f"done in {time.time() - started:.0f}s: {b.out / 'report-only.md'}")
+        return
     b.plots()
     text = b.report()
     if not args.quick:

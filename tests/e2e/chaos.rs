@@ -1,5 +1,5 @@
-//! The short chaos run: every fault once under load, then exact accounting (crates/chaos).
-//! `make chaos` runs the long schedule with the same code.
+//! The short chaos runs: every fault once under load, then exact accounting (crates/chaos).
+//! `make chaos` runs the long schedule with the same code (`PROFILE=routes`: with routes).
 
 use std::path::PathBuf;
 
@@ -7,13 +7,12 @@ use chaos::{schedule::Profile, Options};
 
 use crate::helpers::bin_dir;
 
-#[tokio::test(flavor = "multi_thread")]
 #[allow(clippy::print_stdout, reason = "the seed, which the test harness shows when the test fails")]
-async fn a_short_chaos_run_loses_nothing_and_duplicates_nothing() {
+async fn short_run(profile: Profile, replay: &str) {
     let seed = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    println!("chaos seed {seed} (replay: CHAOS_SEED={seed} cargo test --test e2e chaos)");
+    println!("chaos seed {seed} (replay: CHAOS_SEED={seed} cargo test --test e2e {replay})");
     let options = Options {
-        profile: Profile::Short,
+        profile,
         seed,
         repo: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         bin_dir: bin_dir(),
@@ -22,4 +21,17 @@ async fn a_short_chaos_run_loses_nothing_and_duplicates_nothing() {
     };
     let report = chaos::run(options).await.expect("the chaos run completes");
     assert!(report.discrepancies.is_empty(), "seed {seed}: {:#?}\n{}", report.discrepancies, report.lines.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_chaos_run_loses_nothing_and_duplicates_nothing() {
+    short_run(Profile::Short, "a_short_chaos_run").await;
+}
+
+/// Gateway and sinkers with `--routes`: page views inserted, orders upserted with a version
+/// and deleted, everything into `events` too, under the same faults; every table checked
+/// against the books (crates/chaos/src/routes_audit.rs).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_chaos_run_with_routes_leaves_exact_rows_in_every_table() {
+    short_run(Profile::RoutesShort, "a_short_chaos_run_with_routes").await;
 }

@@ -8,6 +8,11 @@
 //! - `sink_offsets` and Kafka's committed offsets equal the high watermarks;
 //! - no process exited except those the harness killed or stopped.
 //!
+//! The routes profiles (`routes`, `routes-short`; `routes.rs`) run the gateway and the sinkers
+//! with `--routes`: page views inserted into `chaos_views`, orders upserted with a version into
+//! and deleted from `chaos_orders`, everything into `events` too; the books extend to both
+//! tables (`routes_audit`) and to the dead-letter reasons `mapping_failed` and `no_route`.
+//!
 //! On the three-broker cluster (profiles `cluster`, `cluster-short`; `cluster_faults`) also: no
 //! 202 while two brokers are down, the gateway accepting again by itself, every leader kill
 //! survived, woken sinkers rejoining. The soak (`soak`) adds memory, catch-up and a final 429.
@@ -17,20 +22,24 @@ pub mod cluster;
 pub mod cluster_faults;
 pub mod load;
 pub mod observe;
+pub mod orders;
 pub mod progress;
 pub mod proxy;
+pub mod routes;
+mod routes_audit;
+mod routes_load;
 pub mod schedule;
 pub mod soak;
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use anyhow::Context as _;
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand::{rngs::StdRng, seq::IndexedRandom, Rng, SeedableRng};
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
@@ -70,12 +79,12 @@ pub struct Report {
 }
 
 impl Report {
-    fn say(&mut self, line: String) {
+    pub(crate) fn say(&mut self, line: String) {
         eprintln!("chaos: {line}");
         self.lines.push(line);
     }
 
-    fn check(&mut self, ok: bool, what: String) {
+    pub(crate) fn check(&mut self, ok: bool, what: String) {
         if ok {
             self.say(format!("ok: {what}"));
         } else {
@@ -108,6 +117,8 @@ pub(crate) struct System<'a> {
     pub(crate) pg_proxy: Option<Proxy>,
     /// Between the sinkers and each broker (cluster profiles).
     pub(crate) kafka_proxies: Vec<Proxy>,
+    /// The routes file the gateway and the sinkers load (routes profiles).
+    routes_file: Option<PathBuf>,
 }
 
 impl System<'_> {
@@ -139,7 +150,7 @@ impl System<'_> {
             &self.opts.log_dir,
             &format!("gateway-{}", self.spawned),
             "gateway",
-            &owned(&args),
+            &self.with_routes(owned(&args)),
         )
     }
 
@@ -175,11 +186,22 @@ impl System<'_> {
             &self.opts.log_dir,
             &format!("sinker-{}", self.spawned),
             "sinker",
-            &owned(&args),
+            &self.with_routes(owned(&args)),
         )?;
         proc.metrics_url = Some(format!("http://{metrics}/metrics"));
         self.sinkers.push(proc);
         Ok(())
+    }
+}
+
+impl System<'_> {
+    /// `args` with `--routes FILE` in the routes profiles.
+    fn with_routes(&self, mut args: Vec<String>) -> Vec<String> {
+        if let Some(file) = &self.routes_file {
+            args.push("--routes".to_owned());
+            args.push(file.display().to_string());
+        }
+        args
     }
 }
 
@@ -213,6 +235,17 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let mut admin_db = sqlx::PgConnection::connect(&stack.admin_url()).await?;
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin_db).await?;
     let database_url = format!("postgres://sluice:sluice@127.0.0.1:{}/{name}", stack.pg_port);
+    // The routes profiles: the user tables exist before the first sinker resolves its routes.
+    let routes_file = if opts.profile.is_routes() {
+        let mut db = sqlx::PgConnection::connect(&database_url).await?;
+        sqlx::raw_sql(routes::DDL).execute(&mut db).await.context("create the routes profile's tables")?;
+        let path = opts.log_dir.join(format!("{name}.routes.toml"));
+        std::fs::write(&path, routes::ROUTES_TOML).with_context(|| format!("write {}", path.display()))?;
+        report.say(format!("routes file {}", path.display()));
+        Some(path)
+    } else {
+        None
+    };
     // On the cluster the sinkers reach PostgreSQL and the brokers through proxies the harness
     // controls (the brokers advertise the proxies on their PROXIED listener).
     let (pg_proxy, kafka_proxies, sinker_database_url, sinker_brokers) = if cluster {
@@ -246,6 +279,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         spawned: 0,
         pg_proxy,
         kafka_proxies,
+        routes_file,
     };
     sys.gateway = Some(sys.spawn_gateway()?);
     sys.spawn_sinker()?;
@@ -258,6 +292,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         workers: if soak { 2 } else { 6 },
         pace: Duration::from_millis(if soak { 150 } else { 40 }),
         ledger: ledger.clone(),
+        routes: opts.profile.is_routes(),
     };
     let start = Instant::now();
     let load_end = start + opts.profile.load_duration();
@@ -270,7 +305,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let mut rng = StdRng::seed_from_u64(opts.seed ^ 0x5eed);
     let producer: FutureProducer =
         ClientConfig::new().set("bootstrap.servers", stack.brokers()).set("message.timeout.ms", "30000").create()?;
-    let mut markers: HashSet<String> = HashSet::new();
+    // Poison markers, with the dead-letter reason they must get when it is known.
+    let mut markers: HashMap<String, Option<&'static str>> = HashMap::new();
     let mut tally = Tally::default();
     let monitor_pool = PgPoolOptions::new()
         .max_connections(1)
@@ -348,11 +384,15 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         + ledger.statuses.get("good_request_refused").copied().unwrap_or(0);
     report.check(odd == 0, format!("bad requests refused and good ones never refused with 4xx: {odd} exceptions"));
 
-    let found = audit::dead_letter_markers(&stack.brokers(), &format!("{topic}.dlq"), &markers)?;
+    let marker_set: HashSet<String> = markers.keys().cloned().collect();
+    let found = audit::dead_letter_markers(&stack.brokers(), &format!("{topic}.dlq"), &marker_set)?;
     report.check(
         found.len() == markers.len(),
         format!("every poison record is a dead letter: {} of {}", found.len(), markers.len()),
     );
+    if opts.profile.is_routes() {
+        routes_audit::check(&mut report, &pool, &ledger, &markers, &found).await?;
+    }
 
     for p in sys.sinkers.iter_mut().chain(sys.gateway.iter_mut()).chain(sys.retired.iter_mut()) {
         if !p.stopped_by_harness {
@@ -481,7 +521,7 @@ async fn inject(
     fault: &Fault,
     rng: &mut StdRng,
     producer: &FutureProducer,
-    markers: &mut HashSet<String>,
+    markers: &mut HashMap<String, Option<&'static str>>,
 ) -> String {
     let result: anyhow::Result<String> = async {
         match fault {
@@ -533,26 +573,39 @@ async fn inject(
                 Ok("gateway killed and restarted".into())
             }
             Fault::LockTable { hold } => {
+                // The routes profiles lock one of the user tables the routes write.
+                let table = if sys.routes_file.is_some() {
+                    *routes::USER_TABLES.choose(rng).unwrap_or(&"events")
+                } else {
+                    "events"
+                };
                 let mut conn = sqlx::PgConnection::connect(&sys.database_url).await?;
                 let mut tx = conn.begin().await?;
-                sqlx::query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await?;
+                sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).execute(&mut *tx).await?;
                 tokio::time::sleep(*hold).await;
                 tx.rollback().await?;
-                Ok(format!("events locked for {hold:?}"))
+                Ok(format!("{table} locked for {hold:?}"))
             }
             Fault::Poison(n) => {
                 for i in 0..*n {
                     let marker = format!("poison-{}", Uuid::new_v4().simple());
-                    let value = match i % 3 {
-                        0 => format!("{marker} is not json"),
-                        1 => format!(r#"{{"type":"x","marker":"{marker}"}}"#),
-                        _ => format!(r#"{{"id":7,"type":"x","marker":"{marker}"}}"#),
+                    // The routes profiles alternate the generic poison with records only routes
+                    // refuse (mapping_failed, no_route).
+                    let routed = sys.routes_file.is_some() && rng.random_bool(0.5);
+                    let (value, reason) = match i % 3 {
+                        _ if routed => {
+                            let (value, reason) = routes::poison(rng.random_range(0..2), &marker);
+                            (value, Some(reason))
+                        }
+                        0 => (format!("{marker} is not json"), None),
+                        1 => (format!(r#"{{"type":"x","marker":"{marker}"}}"#), None),
+                        _ => (format!(r#"{{"id":7,"type":"x","marker":"{marker}"}}"#), None),
                     };
                     producer
                         .send(FutureRecord::to(&sys.topic).key(&marker).payload(&value), Duration::from_secs(30))
                         .await
                         .map_err(|(e, _)| anyhow::anyhow!("produce poison: {e}"))?;
-                    markers.insert(marker);
+                    markers.insert(marker, reason);
                 }
                 Ok(format!("{n} poison records produced"))
             }

@@ -15,6 +15,11 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::{
+    orders::{OrderBook, Outcome},
+    routes_load::{OrderOp, RoutesWorker},
+};
+
 /// What the gateway said about each id.
 #[derive(Default)]
 pub struct Ledger {
@@ -33,16 +38,25 @@ pub struct Ledger {
     pub below_min_isr: bool,
     /// Requests sent and answered while `below_min_isr`, by outcome: none may be a 202.
     pub below_min_isr_statuses: HashMap<String, u64>,
+    /// The routes workload: the ids sent as `page.viewed` (whatever the answer).
+    pub views: HashSet<Uuid>,
+    /// The routes workload: per page view id, how many requests carrying it were answered 202
+    /// and how many got no answer (503, 429, none): its rows in the keyless table lie between.
+    pub view_answers: HashMap<Uuid, (u32, u32)>,
+    /// The routes workload: every order's books, by order id.
+    pub orders: HashMap<i64, OrderBook>,
 }
 
 /// A request to (re)send: its body and the ids in it.
 #[derive(Clone)]
-struct Request {
-    content_type: &'static str,
-    body: Vec<u8>,
-    ids: Vec<Uuid>,
+pub(crate) struct Request {
+    pub(crate) content_type: &'static str,
+    pub(crate) body: Vec<u8>,
+    pub(crate) ids: Vec<Uuid>,
     /// Expected to be refused (from the bad-input catalogue).
-    bad: bool,
+    pub(crate) bad: bool,
+    /// The routes workload: the order upserts and deletes in it.
+    pub(crate) orders: Vec<OrderOp>,
 }
 
 pub struct Load {
@@ -51,6 +65,8 @@ pub struct Load {
     /// Pause between two requests of one worker.
     pub pace: Duration,
     pub ledger: Arc<Mutex<Ledger>>,
+    /// Post the routes workload (`routes.rs`) instead of events of type `chaos`.
+    pub routes: bool,
 }
 
 impl Load {
@@ -60,6 +76,7 @@ impl Load {
         let mut tasks = Vec::new();
         for w in 0..self.workers {
             let (client, url, ledger, pace) = (client.clone(), self.url.clone(), self.ledger.clone(), self.pace);
+            let mut routes = self.routes.then(|| RoutesWorker::new(w));
             tasks.push(tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(seed.wrapping_add(w as u64 * 7919));
                 let mut retry: Vec<Request> = Vec::new();
@@ -69,7 +86,10 @@ impl Load {
                             ledger.lock().map(|mut l| l.retries += 1).ok();
                             r
                         }
-                        None => next_request(&mut rng, &ledger),
+                        None => match routes.as_mut() {
+                            Some(routes) => routes.next_request(&mut rng, &ledger),
+                            None => next_request(&mut rng, &ledger),
+                        },
                     };
                     if let Some(wait) = send(&client, &url, &request, &ledger).await {
                         retry.insert(0, request);
@@ -139,6 +159,7 @@ async fn send_booked(
                 l.accepted.insert(*id);
                 l.uncertain.remove(id);
             }
+            book_orders(&mut l, request, Outcome::Accepted);
             if request.bad {
                 // A catalogue entry the gateway accepted: book it as a discrepancy upstream.
                 *l.statuses.entry("bad_request_accepted".to_owned()).or_default() += 1;
@@ -151,6 +172,7 @@ async fn send_booked(
                     l.refused.insert(*id);
                 }
             }
+            book_orders(&mut l, request, Outcome::Refused);
             if !request.bad {
                 *l.statuses.entry("good_request_refused".to_owned()).or_default() += 1;
             }
@@ -162,7 +184,32 @@ async fn send_booked(
                     l.uncertain.insert(*id);
                 }
             }
+            book_orders(&mut l, request, Outcome::Uncertain);
             (status.clone(), Some(retry_after.unwrap_or(Duration::from_millis(500))))
+        }
+    }
+}
+
+/// Books the answer to a request's page views and order upserts and deletes (the routes
+/// workload).
+fn book_orders(ledger: &mut Ledger, request: &Request, outcome: Outcome) {
+    if outcome != Outcome::Refused {
+        for id in &request.ids {
+            if ledger.views.contains(id) {
+                let answers = ledger.view_answers.entry(*id).or_default();
+                if outcome == Outcome::Accepted {
+                    answers.0 += 1;
+                } else {
+                    answers.1 += 1;
+                }
+            }
+        }
+    }
+    for op in &request.orders {
+        let book = ledger.orders.entry(op.order_id()).or_default();
+        match *op {
+            OrderOp::Upsert { version, .. } => book.book_upsert(version, outcome),
+            OrderOp::Delete { .. } => book.book_delete(outcome),
         }
     }
 }
@@ -182,6 +229,7 @@ pub async fn probe_batch(client: &Client, url: &str, ledger: &Mutex<Ledger>, n: 
         body: Value::Array(ids.iter().map(|id| event(&mut rng, *id)).collect()).to_string().into_bytes(),
         ids,
         bad: false,
+        orders: Vec::new(),
     };
     send_booked(client, url, &request, ledger).await.0
 }
@@ -190,7 +238,7 @@ fn event(rng: &mut StdRng, id: Uuid) -> Value {
     json!({"id": id, "type": "chaos", "key": format!("k{}", rng.random_range(0..64)), "data": {"n": rng.random_range(0..1_000_000)}})
 }
 
-fn next_request(rng: &mut StdRng, ledger: &Mutex<Ledger>) -> Request {
+pub(crate) fn next_request(rng: &mut StdRng, ledger: &Mutex<Ledger>) -> Request {
     let roll: f64 = rng.random();
     if roll < 0.05 {
         // Duplicates: resend ids already accepted.
@@ -205,6 +253,7 @@ fn next_request(rng: &mut StdRng, ledger: &Mutex<Ledger>) -> Request {
                 body: Value::Array(events).to_string().into_bytes(),
                 ids,
                 bad: false,
+                orders: Vec::new(),
             };
         }
     }
@@ -215,14 +264,26 @@ fn next_request(rng: &mut StdRng, ledger: &Mutex<Ledger>) -> Request {
     let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
     if rng.random_bool(0.2) {
         let body: String = ids.iter().map(|id| format!("{}\n", event(rng, *id))).collect();
-        return Request { content_type: "application/x-ndjson", body: body.into_bytes(), ids, bad: false };
+        return Request {
+            content_type: "application/x-ndjson",
+            body: body.into_bytes(),
+            ids,
+            bad: false,
+            orders: Vec::new(),
+        };
     }
     let events: Vec<Value> = ids.iter().map(|id| event(rng, *id)).collect();
-    Request { content_type: "application/json", body: Value::Array(events).to_string().into_bytes(), ids, bad: false }
+    Request {
+        content_type: "application/json",
+        body: Value::Array(events).to_string().into_bytes(),
+        ids,
+        bad: false,
+        orders: Vec::new(),
+    }
 }
 
 /// One entry of the gateway's bad-input catalogue. Ids inside must never become rows.
-fn bad_request(rng: &mut StdRng) -> Request {
+pub(crate) fn bad_request(rng: &mut StdRng) -> Request {
     let good = Uuid::now_v7();
     let other = Uuid::now_v7();
     let (content_type, body): (&'static str, String) = match rng.random_range(0..8) {
@@ -237,5 +298,5 @@ fn bad_request(rng: &mut StdRng) -> Request {
         6 => ("application/x-ndjson", format!("{{\"id\":\"{good}\",\"type\":\"ok\"}}\n{{\"id\":\"{other}\",\n")),
         _ => ("application/json", format!(r#"{{"id":"{good}","type":"ok","data":[1]}}"#)),
     };
-    Request { content_type, body: body.into_bytes(), ids: vec![good, other], bad: true }
+    Request { content_type, body: body.into_bytes(), ids: vec![good, other], bad: true, orders: Vec::new() }
 }

@@ -11,6 +11,11 @@ enum ProfileArg {
     ClusterShort,
     /// The three-broker cluster, three rounds (about ten minutes).
     Cluster,
+    /// The short profile with the routes workload: gateway and sinkers with --routes, three
+    /// event types into two user tables (insert, versioned upsert, delete) and `events`.
+    RoutesShort,
+    /// The long profile (ten minutes) with the routes workload.
+    Routes,
     /// Steady load for --duration with a fault every few minutes; memory and lag followed.
     Soak,
 }
@@ -23,7 +28,8 @@ enum ProfileArg {
 struct Args {
     /// short: about a minute, every fault once; long: ten minutes, faults over and over;
     /// cluster-short / cluster: on three brokers, with leader kills, two brokers down, paused
-    /// processes, killed database sessions and network stalls.
+    /// processes, killed database sessions and network stalls; routes / routes-short: the long /
+    /// short faults with gateway and sinkers on a routes file (user tables, upserts, deletes).
     #[arg(long, value_enum, default_value = "long")]
     profile: ProfileArg,
     /// How long the soak's load runs (humantime: 30m, 3m).
@@ -58,6 +64,8 @@ async fn main() -> ExitCode {
             ProfileArg::Long => Profile::Long,
             ProfileArg::ClusterShort => Profile::ClusterShort,
             ProfileArg::Cluster => Profile::Cluster,
+            ProfileArg::RoutesShort => Profile::RoutesShort,
+            ProfileArg::Routes => Profile::Routes,
             ProfileArg::Soak => Profile::Soak(args.duration),
         },
         seed: args.seed.unwrap_or_else(rand::random),

@@ -17,7 +17,8 @@ pub enum Fault {
     RestartKafka { down: Duration },
     /// kill -9 the gateway and start it again after `down`.
     KillGateway { down: Duration },
-    /// Hold an ACCESS EXCLUSIVE lock on `events` for this long.
+    /// Hold an ACCESS EXCLUSIVE lock on `events` (the routes profiles: on one of the user
+    /// tables the routes write) for this long.
     LockTable { hold: Duration },
     /// Produce this many poison records straight to the topic.
     Poison(usize),
@@ -61,6 +62,11 @@ pub enum Profile {
     /// The three-broker cluster: three rounds (about eight minutes of load).
     /// `make chaos PROFILE=cluster`.
     Cluster,
+    /// The short profile's faults with the routes workload (`routes.rs`): gateway and sinkers
+    /// with `--routes`, three event types into two user tables and `events`. Part of `make test`.
+    RoutesShort,
+    /// The long profile's faults with the routes workload. `make chaos PROFILE=routes`.
+    Routes,
     /// Steady load well below capacity for this long, a fault that leaves the gateway and
     /// sinkers running every few minutes, memory sampled, a 429 asked for at the end.
     /// `make soak`.
@@ -70,12 +76,17 @@ pub enum Profile {
 impl Profile {
     pub fn load_duration(self) -> Duration {
         match self {
-            Self::Short => Duration::from_secs(50),
-            Self::Long => Duration::from_secs(600),
+            Self::Short | Self::RoutesShort => Duration::from_secs(50),
+            Self::Long | Self::Routes => Duration::from_secs(600),
             Self::ClusterShort => Duration::from_secs(CLUSTER_ROUND_SECS),
             Self::Cluster => Duration::from_secs(3 * CLUSTER_ROUND_SECS),
             Self::Soak(duration) => duration,
         }
+    }
+
+    /// Runs the gateway and the sinkers with `--routes` and the routes workload.
+    pub fn is_routes(self) -> bool {
+        matches!(self, Self::RoutesShort | Self::Routes)
     }
 
     /// Runs on the three-broker cluster.
@@ -111,10 +122,10 @@ pub fn schedule(profile: Profile, seed: u64) -> Vec<(Duration, Fault)> {
         ]
     };
     let mut faults = match profile {
-        Profile::Short => round(&mut rng, 0),
+        Profile::Short | Profile::RoutesShort => round(&mut rng, 0),
         // A round takes about 90 s of wall time (restarts wait for readiness), so rounds start
         // every 100 s.
-        Profile::Long => (0..6).flat_map(|i| round(&mut rng, i * 100)).collect(),
+        Profile::Long | Profile::Routes => (0..6).flat_map(|i| round(&mut rng, i * 100)).collect(),
         Profile::ClusterShort => cluster_round(&mut rng, 0),
         Profile::Cluster => (0..3).flat_map(|i| cluster_round(&mut rng, i * CLUSTER_ROUND_SECS)).collect(),
         Profile::Soak(duration) => soak_faults(duration),
@@ -181,7 +192,7 @@ mod tests {
 
     #[test]
     fn every_fault_kind_happens_and_all_within_the_load() {
-        for profile in [Profile::Short, Profile::Long] {
+        for profile in [Profile::Short, Profile::Long, Profile::RoutesShort, Profile::Routes] {
             let s = schedule(profile, 1);
             assert!(s.windows(2).all(|w| w[0].0 <= w[1].0), "sorted");
             assert!(s.last().is_some_and(|(at, _)| *at < profile.load_duration()));
@@ -219,6 +230,7 @@ mod tests {
             assert!(!s.iter().any(|(_, f)| matches!(f, Fault::RestartKafka { .. })));
         }
         assert!(!Profile::Short.is_cluster() && !Profile::Long.is_cluster());
+        assert!(!Profile::Routes.is_cluster() && Profile::Routes.is_routes() && !Profile::Long.is_routes());
     }
 
     #[test]
