@@ -132,6 +132,8 @@ fn cases() -> Vec<(Value, Expect)> {
         (json!({"ratio": f64::MAX}), Stored(json!({"ratio": "1.7976931348623157e+308"}))),
         (json!({"ratio": "-1e-300"}), Stored(json!({"ratio": "-1e-300"}))),
         (json!({"ratio": "1e309"}), Refused("ratio")),
+        (json!({"amount": "1e999999"}), Refused("amount")),
+        (json!({"amount": "-1e-20000"}), Refused("amount")),
         // Timestamps in years 1 and 9999, offsets, digits past the microsecond.
         (json!({"at": "0001-01-01T00:00:00Z"}), Stored(json!({"at": "0001-01-01 00:00:00"}))),
         (json!({"at": "9999-12-31T23:59:59.999999Z"}), Stored(json!({"at": "9999-12-31 23:59:59.999999"}))),
