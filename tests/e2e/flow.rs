@@ -150,3 +150,41 @@ async fn the_byte_budget_bounds_what_the_sinker_holds_and_nothing_is_lost() {
     );
     assert_eq!(sinker.metric("sinker_kafka_ahead_of_database_total", &[]).await.unwrap_or(0.0), 0.0);
 }
+
+/// Partitions paused and resumed over and over by a small `--max-buffered-records`, into
+/// a table without a key: exactly once rests on the sinker receiving each record once (or
+/// recognising a record received again). A record delivered again after a resume, taken for a
+/// log that started over, would be written twice here.
+#[tokio::test(flavor = "multi_thread")]
+async fn partitions_paused_and_resumed_over_and_over_write_a_keyless_table_exactly_once() {
+    let env = TestEnv::new(4).await;
+    env.migrate();
+    sqlx::query("CREATE TABLE pause_log (event_id uuid NOT NULL, pad text NOT NULL)")
+        .execute(&env.pool)
+        .await
+        .expect("a table without a key");
+    let routes = std::env::temp_dir().join(format!("{}-pause-log.toml", env.name));
+    std::fs::write(
+        &routes,
+        "[[route]]\nname = \"log\"\ntypes = [\"*\"]\ntable = \"pause_log\"\n\n[route.columns]\nevent_id = \"id\"\npad = \"data.pad\"\n",
+    )
+    .expect("write the routes file");
+    let total = 40_000;
+    produce_events(&env, total, 16).await;
+
+    let routes = routes.display().to_string();
+    let sinker = env.sinker(&["--routes", &routes, "--batch-size", "10", "--max-buffered-records", "20"]);
+    env.wait_offsets_at_high_watermarks(WAIT * 2).await;
+
+    let (rows, ids): (i64, i64) = sqlx::query_as("SELECT count(*), count(DISTINCT event_id) FROM pause_log")
+        .fetch_one(&env.pool)
+        .await
+        .expect("count the log");
+    let pauses = sinker.logs().matches("partition paused: its buffer is full").count();
+    assert_eq!((rows, ids), (total as i64, total as i64), "each record once after {pauses} pauses");
+    assert!(pauses >= 20, "the partitions were paused often: {pauses}");
+    let again = sinker.metric("sinker_records_redelivered_total", &[]).await.expect("the metric is exported");
+    eprintln!("{pauses} pauses, {again} records delivered again and dropped");
+    let restarts = sinker.metric("sinker_offset_resets_total", &[("reason", "beyond_log_end")]).await;
+    assert_eq!(restarts, Some(0.0), "no log restart was seen:\n{}", sinker.logs());
+}

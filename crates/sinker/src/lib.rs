@@ -25,6 +25,7 @@ pub mod flow;
 pub mod http;
 pub mod metrics;
 pub mod partition;
+pub mod received;
 pub mod routed;
 pub mod run;
 pub mod sink;

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub rebalances: IntCounter,
     pub offset_conflicts: IntCounter,
     pub offset_resets: IntCounterVec,
+    pub records_redelivered: IntCounter,
     pub kafka_ahead_of_database: IntCounter,
     pub partitions_stuck: IntGauge,
     pub dlq_failures: IntCounterVec,
@@ -124,6 +125,12 @@ impl Metrics {
                 &["reason"],
             )
             .expect("valid metric"),
+            records_redelivered: IntCounter::new(
+                "sinker_records_redelivered_total",
+                "Records the consumer delivered a second time (after a partition was paused and resumed), recognised \
+                 by offset and fingerprint and dropped: their first delivery is held or written.",
+            )
+            .expect("valid metric"),
             kafka_ahead_of_database: IntCounter::new(
                 "sinker_kafka_ahead_of_database_total",
                 "Times the database's stored offset was found behind Kafka's committed offset (at assignment) or behind \
@@ -201,6 +208,7 @@ impl Metrics {
             m.rebalances,
             m.offset_conflicts,
             m.offset_resets,
+            m.records_redelivered,
             m.kafka_ahead_of_database,
             m.partitions_stuck,
             m.dlq_failures,

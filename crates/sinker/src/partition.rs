@@ -6,6 +6,8 @@
 //! - `position` is the next offset to write, and a record below it is dropped; it grows, except
 //!   when the database went back (restore, lagging replica: the fence says so, the worker
 //!   seeks back to the database's offset) or the log started over (a recreated topic);
+//! - a record the consumer delivers again (after a pause and resume) is dropped, never taken
+//!   for a log that started over (received.rs tells the two apart);
 //! - a batch's compare-and-set expects exactly the stored offset (`fence`);
 //! - the Kafka commit of an offset follows the database commit of the rows below it;
 //! - dead letters of a batch are acknowledged by the broker before its transaction commits.
@@ -38,6 +40,7 @@ use crate::{
     failpoint,
     flow::Buffered,
     metrics::Metrics,
+    received::{self, Arrival, Received},
     routed::{self, RoutedWritten, Units},
     store::{self, ErrorKind, Fence, Store},
     stuck::{StuckGuard, StuckPartitions},
@@ -100,9 +103,9 @@ pub struct PartitionWorker {
     fence: Option<i64>,
     /// Whether `fence` came from the database (see [`Assignment::fence_known`]).
     fence_known: bool,
-    /// The last record received (held, written or dropped). One fetch stream delivers offsets
-    /// in increasing order; a step back means the log started over.
-    last_received: Option<i64>,
+    /// The last records received (held, written or dropped): a step back is either a record
+    /// delivered again (dropped) or a log that started over (see received.rs).
+    received: Received,
     /// Waiting for the poll thread to seek back to this offset: records are dropped until the
     /// [`WorkerInput::Seeked`] marker.
     seeking: Option<i64>,
@@ -147,7 +150,7 @@ impl PartitionWorker {
             position: start,
             fence,
             fence_known,
-            last_received: None,
+            received: Received::default(),
             seeking: None,
             pending: Pending::default(),
             stuck,
@@ -162,11 +165,19 @@ impl PartitionWorker {
             tokio::select! {
                 input = self.inbox.recv() => match input {
                     Some(WorkerInput::Record(msg)) => {
-                        if self.log_started_over(&msg) {
-                            self.flush().await;
-                            self.restart_log(&msg);
+                        let fingerprint = received::fingerprint(&msg);
+                        match self.arrival(&msg, fingerprint) {
+                            Arrival::Next => {}
+                            Arrival::Again => {
+                                self.drop_again(&msg);
+                                continue;
+                            }
+                            Arrival::StartedOver => {
+                                self.flush().await;
+                                self.restart_log(&msg);
+                            }
                         }
-                        self.accept(msg);
+                        self.accept(msg, fingerprint);
                         if self.pending.is_full(&self.shared.policy, self.shared.sizer.target()) {
                             self.flush().await;
                         }
@@ -175,7 +186,7 @@ impl PartitionWorker {
                         if self.seeking == Some(offset) {
                             tracing::info!(offset, "reading again from the database's offset");
                             self.seeking = None;
-                            self.last_received = None;
+                            self.received.clear();
                         }
                     }
                     Some(WorkerInput::Stop { drop_pending, reply }) => {
@@ -194,13 +205,13 @@ impl PartitionWorker {
         }
     }
 
-    fn accept(&mut self, msg: Buffered) {
+    fn accept(&mut self, msg: Buffered, fingerprint: u64) {
         if self.abandon.is_cancelled() || self.seeking.is_some() {
             // Leaving (the next owner reads it again), or fetched before a seek back.
             self.state.buffered.fetch_sub(1, Ordering::SeqCst);
             return;
         }
-        self.last_received = Some(msg.offset());
+        self.received.push(msg.offset(), fingerprint);
         if self.position.is_some_and(|p| msg.offset() < p) {
             // Already written (by another owner, after a fence conflict).
             self.state.buffered.fetch_sub(1, Ordering::SeqCst);
@@ -212,23 +223,30 @@ impl PartitionWorker {
         self.pending.push(msg, Instant::now());
     }
 
-    /// Whether this record shows the partition's log started over below what was read: an
-    /// offset that steps back within one fetch stream, or a first record below the assigned
-    /// start (librdkafka's auto.offset.reset after the topic was deleted and created again).
-    fn log_started_over(&self, msg: &OwnedMessage) -> bool {
+    /// How a record relates to what was received before (records a worker drops anyway, while
+    /// leaving or waiting for a seek, are [`Arrival::Next`]).
+    fn arrival(&self, msg: &OwnedMessage, fingerprint: u64) -> Arrival {
         if self.abandon.is_cancelled() || self.seeking.is_some() {
-            return false;
+            return Arrival::Next;
         }
-        steps_back(self.last_received, self.position, msg.offset())
+        self.received.classify(msg.offset(), fingerprint, self.position)
+    }
+
+    /// A record librdkafka delivered a second time (after a pause and resume): the first
+    /// delivery is held or written already.
+    fn drop_again(&self, msg: &OwnedMessage) {
+        self.shared.metrics.records_redelivered.inc();
+        tracing::debug!(offset = msg.offset(), last_received = ?self.received.last(), "a record received again from the consumer; dropped");
+        self.state.buffered.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// The log started over: write it again from its start (ids already written are
     /// skipped). The first batch's compare-and-set replaces the stale stored offset.
     fn restart_log(&mut self, msg: &OwnedMessage) {
         self.shared.metrics.offset_resets.with_label_values(&[RESET_BEYOND_LOG_END]).inc();
-        tracing::warn!(offset = msg.offset(), last_received = ?self.last_received, position = ?self.position, stored = ?self.fence, "the partition's log started over below the written position (the topic was deleted and created again, or its log truncated); writing it again from its start");
+        tracing::warn!(offset = msg.offset(), last_received = ?self.received.last(), position = ?self.position, stored = ?self.fence, "the partition's log started over below the written position (the topic was deleted and created again, or its log truncated); writing it again from its start");
         self.position = None;
-        self.last_received = None;
+        self.received.clear();
         self.shared.consumer.context().commits.rewind(self.partition, &self.state.written, -1);
     }
 
@@ -618,15 +636,6 @@ async fn write_rows_isolating(
     }
 }
 
-/// Whether `offset` shows the log started over: at or below the last offset received (one
-/// fetch stream only goes up), or, before any record arrived, below the assigned start.
-fn steps_back(last_received: Option<i64>, position: Option<i64>, offset: i64) -> bool {
-    match last_received {
-        Some(last) => offset <= last,
-        None => position.is_some_and(|p| offset < p),
-    }
-}
-
 fn stuck_reason(partition: i32, what: &str, error: &dyn Display) -> String {
     format!("partition {partition} is stuck: {what}: {error}; fix it, the sinker keeps retrying")
 }
@@ -657,7 +666,7 @@ fn timestamp_ms(msg: &OwnedMessage) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{fence_to_expect, steps_back};
+    use super::fence_to_expect;
 
     #[test]
     fn a_fence_read_late_never_skips_records_read_from_a_log_start() {
@@ -669,22 +678,5 @@ mod tests {
         // tells a database ahead (skip) from one behind (go back).
         assert_eq!(fence_to_expect(Some(40), Some(500)), None);
         assert_eq!(fence_to_expect(Some(40), Some(10)), None);
-    }
-
-    #[test]
-    fn a_log_that_starts_over_is_noticed() {
-        // The stream goes up, with gaps (compaction, transaction markers, deleted records).
-        assert!(!steps_back(Some(10), Some(11), 11));
-        assert!(!steps_back(Some(10), Some(11), 50));
-        // Records below the position but above the last one: another owner wrote further.
-        assert!(!steps_back(Some(10), Some(30), 12));
-        // Back to or below the last record: the log started over.
-        assert!(steps_back(Some(29), Some(30), 0));
-        assert!(steps_back(Some(29), Some(30), 29));
-        // First record below the assigned start: librdkafka reset a start past the log end.
-        assert!(steps_back(None, Some(30), 0));
-        assert!(!steps_back(None, Some(30), 30));
-        assert!(!steps_back(None, Some(30), 80), "a deleted range: a forward gap");
-        assert!(!steps_back(None, None, 0));
     }
 }
