@@ -175,6 +175,7 @@ async fn segment_messages_land_as_documented_and_as_v1_events_would_write_them()
         let text = String::from_utf8(m.payload().expect("value").to_vec()).expect("utf-8").replace(&field, "");
         values.entry(v["id"].as_str().expect("id").to_owned()).or_default().push(text.into_bytes());
     }
+    assert!(!gateway.logs().contains(KEY), "a write key (one came in a query string) reached the logs");
     for (id, pair) in values {
         assert_eq!(pair.len(), 2, "{id}: two records");
         assert_eq!(String::from_utf8_lossy(&pair[0]), String::from_utf8_lossy(&pair[1]), "{id}: the record bytes");
