@@ -19,6 +19,8 @@ mod routes_agreement;
 mod routes_groups;
 mod routes_versions;
 mod security;
+mod segment;
+mod segment_sdks;
 mod sinker;
 mod sinker_groups;
 mod sinker_positions;

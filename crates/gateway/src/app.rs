@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use crate::{
     backpressure::Backpressure, config::Config, error::ApiError, health::Readiness, ingest, metrics::Metrics, openapi,
-    rate_limit::RateLimiter,
+    rate_limit::RateLimiter, segment::handler as segment,
 };
 
 #[derive(Clone)]
@@ -36,17 +36,23 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let post_only = || async { ApiError::MethodNotAllowed { allow: "POST" } };
     Router::new()
-        .route(
-            "/v1/events",
-            post(ingest::post_events).fallback(|| async { ApiError::MethodNotAllowed { allow: "POST" } }),
-        )
+        .route("/v1/events", post(ingest::post_events).fallback(post_only))
+        // The Segment-compatible API (see `segment`).
+        .route("/v1/batch", post(segment::post_batch).fallback(post_only))
+        .route("/v1/track", post(segment::post_track).fallback(post_only))
+        .route("/v1/identify", post(segment::post_identify).fallback(post_only))
+        .route("/v1/page", post(segment::post_page).fallback(post_only))
+        .route("/v1/screen", post(segment::post_screen).fallback(post_only))
+        .route("/v1/group", post(segment::post_group).fallback(post_only))
+        .route("/v1/alias", post(segment::post_alias).fallback(post_only))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::NotFound })
-        // The ingest handler reads the body itself, with its own limit and error.
+        // The ingest handlers read the body themselves, with their own limits and errors.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }

@@ -136,7 +136,7 @@ pub fn value(raw: &RawValue, at: Position, max_event_bytes: usize) -> Result<Val
 }
 
 /// The length of valid JSON text without its insignificant whitespace.
-fn compact_len(text: &[u8]) -> usize {
+pub(crate) fn compact_len(text: &[u8]) -> usize {
     let (mut len, mut in_string, mut escaped) = (0, false, false);
     for &b in text {
         if in_string {
@@ -202,7 +202,7 @@ impl<'de> Visitor<'de> for Elements<'_> {
     }
 }
 
-fn json_error(e: &serde_json::Error, at: Option<Position>) -> ApiError {
+pub(crate) fn json_error(e: &serde_json::Error, at: Option<Position>) -> ApiError {
     let message = match e.classify() {
         serde_json::error::Category::Eof => {
             format!("body is not valid JSON, it ends too early: {e}")

@@ -20,8 +20,9 @@ pub struct Config {
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
-    /// Bearer tokens allowed to post events, comma-separated. Unset: no authentication.
-    /// Keys are compared in constant time and never logged.
+    /// API keys allowed to post events, comma-separated: bearer tokens, and on the Segment
+    /// endpoints also write keys (HTTP Basic username, `?api_key=`, body `writeKey`). Unset: no
+    /// authentication. Keys are compared in constant time and never logged.
     #[arg(long, env = "GATEWAY_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub api_keys: Vec<ApiKey>,
 

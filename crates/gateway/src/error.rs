@@ -61,6 +61,10 @@ pub enum ApiError {
     NoRoute { message: String, at: Position },
     #[error("the request holds no events; send at least one")]
     EmptyBatch,
+    /// A Segment `/v1/batch` body whose envelope is wrong (no `batch` array, a bad `sentAt`,
+    /// `writeKey` or `context`).
+    #[error("{message}")]
+    InvalidBatch { message: String },
     #[error("missing or invalid API key; send `Authorization: Bearer <key>`")]
     Unauthorized,
     #[error("request body is larger than {limit} bytes; split it into smaller requests")]
@@ -68,6 +72,9 @@ pub enum ApiError {
     #[error("event is {size} bytes as written to Kafka (key and JSON value), the limit is {limit}; make it smaller")]
     EventTooLarge { size: usize, limit: usize, at: Position },
     /// `count` is where counting stopped (the limit plus one): the rest is never parsed.
+    /// A Segment message over Segment's 32 KiB per message (its JSON without whitespace).
+    #[error("message is {size} bytes, the limit is {limit} bytes per message (Segment's 32 KB); make it smaller")]
+    MessageTooLarge { size: usize, limit: usize, at: Position },
     #[error("request holds at least {count} events, the limit is {limit}; split it into smaller requests")]
     BatchTooLarge { count: usize, limit: usize },
     #[error("{0}")]
@@ -102,13 +109,16 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidJson { .. } | Self::InvalidEvent { .. } | Self::NoRoute { .. } | Self::EmptyBatch => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::InvalidJson { .. }
+            | Self::InvalidEvent { .. }
+            | Self::NoRoute { .. }
+            | Self::EmptyBatch
+            | Self::InvalidBatch { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::BodyTooLarge { .. } | Self::EventTooLarge { .. } | Self::BatchTooLarge { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            Self::BodyTooLarge { .. }
+            | Self::EventTooLarge { .. }
+            | Self::MessageTooLarge { .. }
+            | Self::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Throttled { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::KafkaUnavailable { .. } | Self::Overloaded | Self::NotConfirmed { .. } => {
@@ -129,6 +139,8 @@ impl ApiError {
             Self::InvalidEvent { .. } => "invalid_event",
             Self::NoRoute { .. } => "no_route",
             Self::EmptyBatch => "empty_batch",
+            Self::InvalidBatch { .. } => "invalid_batch",
+            Self::MessageTooLarge { .. } => "message_too_large",
             Self::Unauthorized => "unauthorized",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::EventTooLarge { .. } => "event_too_large",
@@ -150,7 +162,10 @@ impl ApiError {
     fn position(&self) -> Option<Position> {
         match self {
             Self::InvalidJson { at, .. } => *at,
-            Self::InvalidEvent { at, .. } | Self::NoRoute { at, .. } | Self::EventTooLarge { at, .. } => Some(*at),
+            Self::InvalidEvent { at, .. }
+            | Self::NoRoute { at, .. }
+            | Self::EventTooLarge { at, .. }
+            | Self::MessageTooLarge { at, .. } => Some(*at),
             _ => None,
         }
     }

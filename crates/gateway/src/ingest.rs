@@ -63,7 +63,13 @@ pub struct Accepted {
 )]
 pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, request_body: Body) -> Response {
     let started = Instant::now();
-    let response = match ingest(&state, &headers, request_body).await {
+    let result = ingest(&state, &headers, request_body).await;
+    answer(&state, started, result)
+}
+
+/// Logs and counts a refusal, and times the request: every ingest endpoint answers through it.
+pub(crate) fn answer(state: &AppState, started: Instant, result: Result<Response, ApiError>) -> Response {
+    let response = match result {
         Ok(response) => response,
         Err(error) => {
             if error.status().is_server_error() {
@@ -132,6 +138,22 @@ async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body) -> Re
     drop(decoded);
     drop(raw);
 
+    produce_validated(state, &client, &outgoing, deadline).await?;
+    let ids: Vec<Uuid> = outgoing.iter().map(|o| o.id).collect();
+    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: ids.len(), ids })).into_response())
+}
+
+/// Produces a request's validated events and waits for the broker to acknowledge every one:
+/// what every ingest endpoint does once nothing in the request can refuse it any more. Checks,
+/// in order, the deadline, readiness, the in-flight cap and (last, so a refusal for another
+/// reason costs the client nothing) the client's rate limit.
+pub(crate) async fn produce_validated(
+    state: &AppState,
+    client: &auth::Client,
+    outgoing: &[Outgoing],
+    deadline: Instant,
+) -> Result<(), ApiError> {
+    let config = &state.config;
     // Nothing below waits: once this passes, the events reach the producer within the deadline.
     if Instant::now() >= deadline {
         return Err(ApiError::DeadlineExceeded);
@@ -148,23 +170,21 @@ async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body) -> Re
         .ok_or(ApiError::Overloaded)?;
     // Tokens last: a request refused for any other reason costs its client nothing.
     if let Some(limiter) = &state.rate_limiter {
-        if let Err(retry_after) = limiter.take(&client, outgoing.len(), Instant::now()) {
+        if let Err(retry_after) = limiter.take(client, outgoing.len(), Instant::now()) {
             state.metrics.throttled_requests.with_label_values(&["rate_limit"]).inc();
             return Err(ApiError::RateLimited { retry_after });
         }
     }
     let unconfirmed =
-        producer::produce_all(&state.producer, &config.kafka.topic, &outgoing, deadline, &state.metrics, inflight)
-            .await;
+        producer::produce_all(&state.producer, &config.kafka.topic, outgoing, deadline, &state.metrics, inflight).await;
 
     if !unconfirmed.is_empty() {
         return Err(ApiError::NotConfirmed { ids: unconfirmed, total: outgoing.len() });
     }
     state.metrics.events_accepted.inc_by(outgoing.len() as u64);
-    let ids: Vec<Uuid> = outgoing.iter().map(|o| o.id).collect();
-    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: ids.len(), ids })).into_response())
+    Ok(())
 }
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+pub(crate) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }

@@ -5,6 +5,8 @@
 //! - [`serve`]: the HTTP server, its timeouts and its connection cap;
 //! - [`ingest`]: `POST /v1/events`, with [`body_read`] (receiving), [`body`] (decoding), [`auth`]
 //!   and [`route_check`] (`--routes`: what the sinker would dead-letter is refused);
+//! - [`segment`]: the Segment-compatible API (`/v1/batch`, `/v1/track`, ...), each message
+//!   mapped to an event and produced like `/v1/events`' events;
 //! - [`producer`]: produce and wait for acknowledgements;
 //! - [`health`]: readiness and the broker watcher; [`metrics`]; [`error`]: every error answer;
 //! - [`openapi`]: the OpenAPI document, generated from the handlers, types and errors;
@@ -29,5 +31,6 @@ pub mod openapi;
 pub mod producer;
 pub mod rate_limit;
 pub mod route_check;
+pub mod segment;
 pub mod serve;
 pub mod tasks;

@@ -25,7 +25,12 @@ use crate::{
     app,
     error::{ApiError, ErrorBody, ErrorDetail},
     ingest,
+    segment::handler as segment,
 };
+
+/// The paths that ingest events: each answers every error of [`ApiError::all`].
+pub const INGEST_PATHS: [&str; 8] =
+    ["/v1/events", "/v1/batch", "/v1/track", "/v1/identify", "/v1/page", "/v1/screen", "/v1/group", "/v1/alias"];
 
 /// The document, rendered once.
 pub static DOCUMENT: LazyLock<String> =
@@ -38,10 +43,29 @@ pub static DOCUMENT: LazyLock<String> =
         description = "Write-behind ingest: events are validated, produced to Kafka with acks=all, and written to \
             PostgreSQL by the sinkers. A 202 means the broker has every event of the request; a 4xx means nothing \
             was produced. Every error answer has the body `{\"error\": {\"code\", \"message\", ...}}`; an unknown \
-            path answers 404 `not_found`."
+            path answers 404 `not_found`. The `segment` endpoints take what Segment's SDKs send (README: \
+            \"Segment-compatible API\"): each message becomes one event, `id` from `messageId` (as is when it is a \
+            UUID, else its UUIDv5 in the namespace 167b82ba-c7dd-46be-a6d1-43e7838f763c), `type` from a track's \
+            `event` or the message type, `key` from `userId` or `anonymousId`, `ts` from `timestamp` corrected by \
+            `received_at - sentAt`, `data` the message; they answer 200 `{\"success\": true}` once the broker \
+            acknowledged every message. Limits: 32 KiB per message (413 `message_too_large`), 500 KiB per body or \
+            --max-body-bytes if lower (413 `body_too_large`)."
     ),
-    paths(ingest::post_events, app::healthz, app::readyz, app::metrics, app::openapi),
-    components(schemas(EventInput, EventsBody, ingest::Accepted, ErrorBody, ErrorDetail, app::Health, app::Ready, app::ReadyStatus, app::LagState)),
+    paths(
+        ingest::post_events,
+        segment::post_batch,
+        segment::post_track,
+        segment::post_identify,
+        segment::post_page,
+        segment::post_screen,
+        segment::post_group,
+        segment::post_alias,
+        app::healthz,
+        app::readyz,
+        app::metrics,
+        app::openapi
+    ),
+    components(schemas(EventInput, EventsBody, ingest::Accepted, SegmentMessage, SegmentBatch, segment::Success, ErrorBody, ErrorDetail, app::Health, app::Ready, app::ReadyStatus, app::LagState)),
     modifiers(&Security, &ErrorAnswers, &EventLimits)
 )]
 pub struct ApiDoc;
@@ -74,6 +98,54 @@ pub enum EventsBody {
     Many(Vec<EventInput>),
 }
 
+/// One Segment message. The fields sluice reads are listed; any others (`properties`,
+/// `traits`, `context`, `integrations`, `name`, `groupId`, `previousId`, ...) are kept, with
+/// these, in the event's `data`, which is the message as sent less its `writeKey`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // reason: a schema only; messages are read as JSON values (segment::message)
+pub struct SegmentMessage {
+    /// `track`, `identify`, `page`, `screen`, `group` or `alias`. Required in a batch; on a
+    /// single-message endpoint it may be left out and must otherwise match the path (else 400).
+    #[serde(rename = "type")]
+    message_type: Option<String>,
+    /// Required. The event's id: itself when it is a UUID, else UUIDv5(167b82ba-c7dd-46be-a6d1-43e7838f763c,
+    /// messageId); a resent message is the same row.
+    message_id: String,
+    /// The event's key (partition key); required unless `anonymousId` is set. A string or a number.
+    user_id: Option<String>,
+    /// The event's key when there is no `userId`.
+    anonymous_id: Option<String>,
+    /// Track only, required: the event's type; 1 to 128 characters.
+    event: Option<String>,
+    /// When it happened, by the client's clock (RFC 3339). Default: the receive time.
+    #[schema(format = DateTime)]
+    timestamp: Option<String>,
+    /// When the client sent it (RFC 3339); the batch's `sentAt` is used instead when the batch has one.
+    /// `ts` = `timestamp` + (receive time - `sentAt`).
+    #[schema(format = DateTime)]
+    sent_at: Option<String>,
+    /// The write key (removed before the message becomes `data`).
+    write_key: Option<String>,
+}
+
+/// A Segment batch (`POST /v1/batch`). Other top-level fields are ignored.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // reason: a schema only, see SegmentMessage
+pub struct SegmentBatch {
+    /// The messages, at least one, at most --max-batch-events.
+    batch: Vec<SegmentMessage>,
+    /// When the client sent the batch (RFC 3339): corrects every message's `timestamp`.
+    #[schema(format = DateTime)]
+    sent_at: Option<String>,
+    /// The write key, when it is not in the `Authorization` header or the `api_key` parameter.
+    write_key: Option<String>,
+    /// Added to each message's `context` (the message's own keys win).
+    #[schema(value_type = Option<Object>)]
+    context: Option<Value>,
+}
+
 struct Security;
 
 impl Modify for Security {
@@ -82,7 +154,16 @@ impl Modify for Security {
             .scheme(HttpAuthScheme::Bearer)
             .description(Some("Required only when the gateway runs with --api-keys / GATEWAY_API_KEYS."))
             .build();
-        doc.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        let basic = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Basic)
+            .description(Some(
+                "The Segment endpoints: the API key (write key) as the username, the password empty (ignored). \
+                 Also accepted there: a bearer token, `?api_key=`, or the body's `writeKey`, in that order.",
+            ))
+            .build();
+        components.add_security_scheme("basic", SecurityScheme::Http(basic));
     }
 }
 
@@ -91,7 +172,7 @@ fn answered_by_the_router(error: &ApiError) -> bool {
     matches!(error, ApiError::NotFound)
 }
 
-/// Adds every error answer of `POST /v1/events`, grouped by status, with the headers the real
+/// Adds every error answer of each ingest path, grouped by status, with the headers the real
 /// answer carries, and lists every code in the `ErrorDetail.code` enum.
 struct ErrorAnswers;
 
@@ -116,9 +197,10 @@ impl Modify for ErrorAnswers {
         }
         let content =
             ContentBuilder::new().schema(Some(RefOr::Ref(openapi::Ref::from_schema_name("ErrorBody")))).build();
-        if let Some(post) = doc.paths.paths.get_mut("/v1/events").and_then(|item| item.post.as_mut()) {
-            for (status, (lines, headers)) in by_status {
-                let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+        for path in INGEST_PATHS {
+            let Some(post) = doc.paths.paths.get_mut(path).and_then(|item| item.post.as_mut()) else { continue };
+            for (status, (lines, headers)) in &by_status {
+                let reason = StatusCode::from_u16(*status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
                 let mut response = ResponseBuilder::new()
                     .description(format!(
                         "{reason}. Nothing was produced unless the code says so.\n\n- {}",
@@ -126,7 +208,7 @@ impl Modify for ErrorAnswers {
                     ))
                     .content("application/json", content.clone());
                 for header in headers {
-                    response = response.header(header.clone(), header_doc(&header));
+                    response = response.header(header.clone(), header_doc(header));
                 }
                 post.responses.responses.insert(status.to_string(), RefOr::T(response.build()));
             }
@@ -157,9 +239,21 @@ fn explain(error: &ApiError) -> String {
             "with --routes: an event's type matches no route (the sinker would dead-letter it); `index` or `line` \
              says which"
         }
-        ApiError::EmptyBatch => "the request holds no events",
-        ApiError::Unauthorized => "API keys are configured and the request has no valid `Authorization: Bearer <key>`",
-        ApiError::BodyTooLarge { .. } => "the body is over --max-body-bytes (before or after gzip)",
+        ApiError::EmptyBatch => "the request holds no events (an empty `batch` on /v1/batch)",
+        ApiError::InvalidBatch { .. } => {
+            "/v1/batch: the body is not an object with a `batch` array, or its `sentAt` or `context` is malformed"
+        }
+        ApiError::MessageTooLarge { .. } => {
+            "Segment endpoints: one message is over 32 KiB (its JSON without whitespace); `index` says which"
+        }
+        ApiError::Unauthorized => {
+            "API keys are configured and the request has no valid `Authorization: Bearer <key>` (Segment endpoints: \
+             nor a valid Basic username, `api_key` parameter or `writeKey`)"
+        }
+        ApiError::BodyTooLarge { .. } => {
+            "the body is over --max-body-bytes (before or after gzip); on the Segment endpoints, over 500 KiB or \
+             --max-body-bytes, whichever is lower; the message says which number"
+        }
         ApiError::EventTooLarge { .. } => "one event is over --max-event-bytes as written to Kafka; `index`/`line` says which",
         ApiError::BatchTooLarge { .. } => "the request holds more than --max-batch-events events",
         ApiError::UnsupportedMediaType(_) => "a content type other than application/json or application/x-ndjson, or an encoding other than gzip",
@@ -233,8 +327,14 @@ mod tests {
     #[test]
     fn every_error_status_and_code_is_documented() {
         let doc = document();
-        let responses = &doc["paths"]["/v1/events"]["post"]["responses"];
-        assert!(responses.get("202").is_some());
+        assert!(doc["paths"]["/v1/events"]["post"]["responses"].get("202").is_some());
+        for path in INGEST_PATHS {
+            errors_are_documented(&doc, path);
+        }
+    }
+
+    fn errors_are_documented(doc: &Value, path: &str) {
+        let responses = &doc["paths"][path]["post"]["responses"];
         let codes = doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"].as_array().expect("enum");
         for error in ApiError::all() {
             assert!(codes.contains(&Value::from(error.code())), "{} in the code enum", error.code());
@@ -243,12 +343,31 @@ mod tests {
             }
             let status = error.status().as_u16().to_string();
             let description = responses[&status]["description"].as_str().unwrap_or("");
-            assert!(description.contains(&format!("`{}`", error.code())), "{status} documents {}", error.code());
+            assert!(
+                description.contains(&format!("`{}`", error.code())),
+                "{path}: {status} documents {}",
+                error.code()
+            );
             if error.retry_after().is_some() {
-                assert!(responses[&status]["headers"].get("Retry-After").is_some(), "{status} has Retry-After");
+                assert!(responses[&status]["headers"].get("Retry-After").is_some(), "{path}: {status} has Retry-After");
             }
         }
         assert!(responses["401"]["headers"].get("WWW-Authenticate").is_some());
+    }
+
+    #[test]
+    fn the_segment_endpoints_are_documented_with_their_mapping() {
+        let doc = document();
+        assert!(doc["paths"]["/v1/batch"]["post"]["responses"]["200"].is_object());
+        assert_eq!(doc["components"]["schemas"]["SegmentMessage"]["required"], serde_json::json!(["messageId"]));
+        assert!(doc["components"]["securitySchemes"]["basic"].is_object());
+        let namespace = crate::segment::message::NAMESPACE.to_string();
+        assert!(DOCUMENT.contains(&namespace), "the UUIDv5 namespace is in the document");
+        for kind in crate::segment::message::MessageType::ALL {
+            let path = format!("/v1/{}", kind.name());
+            let example = &doc["paths"][&path]["post"]["requestBody"]["content"]["application/json"]["example"];
+            assert_eq!(example["type"], kind.name(), "{path} has an example");
+        }
     }
 
     #[test]
@@ -287,7 +406,7 @@ mod tests {
     #[test]
     fn every_route_is_documented() {
         let doc = document();
-        for path in ["/v1/events", "/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        for path in INGEST_PATHS.into_iter().chain(["/healthz", "/readyz", "/metrics", "/openapi.json"]) {
             assert!(doc["paths"].get(path).is_some(), "{path}");
         }
         assert!(doc["paths"]["/readyz"]["get"]["responses"].get("503").is_some());
