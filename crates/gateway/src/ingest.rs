@@ -13,7 +13,7 @@
 use axum::{
     body::Body,
     extract::State,
-    http::{header, HeaderMap, StatusCode},
+    http::{header, HeaderMap, StatusCode, Uri},
     response::{IntoResponse, Response},
     Json,
 };
@@ -61,9 +61,9 @@ pub struct Accepted {
     responses((status = 202, description = "Every event was acknowledged by the broker (acks=all).", body = Accepted)),
     security((), ("bearer" = [])),
 )]
-pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, request_body: Body) -> Response {
+pub async fn post_events(State(state): State<AppState>, uri: Uri, headers: HeaderMap, request_body: Body) -> Response {
     let started = Instant::now();
-    let response = match ingest(&state, &headers, request_body).await {
+    let response = match ingest(&state, uri.query(), &headers, request_body).await {
         Ok(response) => response,
         Err(error) => {
             if error.status().is_server_error() {
@@ -81,13 +81,18 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, requ
     response
 }
 
-async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body) -> Result<Response, ApiError> {
+async fn ingest(
+    state: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    request_body: Body,
+) -> Result<Response, ApiError> {
     let config = &state.config;
     // Refusals decided from the headers alone: the body is not read, but it is drained in the
     // background so that the client reads the answer (a 429's Retry-After above all) instead
     // of a connection reset.
     let early = (|| {
-        let client = auth::client(&config.api_keys, headers).ok_or(ApiError::Unauthorized)?;
+        let client = auth::authorize_request(&state.keys, headers, query)?;
         if let Some((lag, retry_after)) = state.backpressure.check() {
             state.metrics.throttled_requests.with_label_values(&["lag"]).inc();
             return Err(ApiError::Throttled { lag, retry_after });
@@ -147,8 +152,8 @@ async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body) -> Re
     let inflight = InflightGuard::try_acquire(&state.inflight, bytes, &state.metrics.inflight_bytes)
         .ok_or(ApiError::Overloaded)?;
     // Tokens last: a request refused for any other reason costs its client nothing.
-    if let Some(limiter) = &state.rate_limiter {
-        if let Err(retry_after) = limiter.take(&client, outgoing.len(), Instant::now()) {
+    if let Some(limit) = state.keys.limit(client) {
+        if let Err(retry_after) = state.rate_limiter.take(&client, limit, outgoing.len(), Instant::now()) {
             state.metrics.throttled_requests.with_label_values(&["rate_limit"]).inc();
             return Err(ApiError::RateLimited { retry_after });
         }
