@@ -332,7 +332,7 @@ n = { path = "data.n", type = "integer" }
         post("application/json", "[]").await.expect("post"),
         post("application/json", r#"{"type":1}"#).await.expect("post"),
         post("application/json", r#"[{"type":"a"},{"type":"b"},{"type":"c"}]"#).await.expect("post"),
-        post("text/plain", "x").await.expect("post"),
+        post("text/csv", "x").await.expect("post"),
         post("application/json", r#"{"type":"unrouted"}"#).await.expect("post"),
         post("application/json", r#"{"type":"ok","data":{"n":"x"}}"#).await.expect("post"),
         post("application/json", r#"{"type":"ok"}"#).await.expect("post"),

@@ -10,6 +10,7 @@ mod deploy_files;
 mod flow;
 mod gateway;
 mod gateway_backpressure;
+mod gateway_cors;
 mod gateway_limits;
 mod gateway_routes;
 mod gateway_slow_clients;

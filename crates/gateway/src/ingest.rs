@@ -43,23 +43,29 @@ pub struct Accepted {
 }
 
 /// Ingest events: one event object, a JSON array of events, or NDJSON (one event per line).
-/// `Content-Encoding: gzip` is accepted; the decompressed size is capped by --max-body-bytes.
-/// Validation is all-or-nothing per request. Retrying with the same ids is always safe:
-/// duplicates are dropped at the database.
+/// `text/plain` is read as JSON (what `navigator.sendBeacon` sends). `Content-Encoding: gzip`
+/// is accepted; the decompressed size is capped by --max-body-bytes. Validation is
+/// all-or-nothing per request. Retrying with the same ids is always safe: duplicates are
+/// dropped at the database. With --cors-allow-origins, answers to an allowed `Origin` carry
+/// CORS headers; a request from any other origin is refused (403 `origin_not_allowed`).
 #[utoipa::path(
     post,
     path = "/v1/events",
     tag = "events",
     request_body(
-        description = "Events, as JSON (one or an array) or NDJSON (one per line; blank lines are skipped).",
+        description = "Events, as JSON (one or an array; also sent as text/plain, read as JSON) or NDJSON (one per line; blank lines are skipped).",
         content(
             (crate::openapi::EventsBody = "application/json"),
+            (crate::openapi::EventsBody = "text/plain"),
             (String = "application/x-ndjson"),
         ),
     ),
-    params(("Content-Encoding" = Option<String>, Header, description = "`gzip` or `identity`.")),
+    params(
+        ("Content-Encoding" = Option<String>, Header, description = "`gzip` or `identity`."),
+        ("api_key" = Option<String>, Query, description = "The API key, for clients that cannot set `Authorization` (`navigator.sendBeacon`). Used only without a bearer token. Keys used in web pages are public write keys."),
+    ),
     responses((status = 202, description = "Every event was acknowledged by the broker (acks=all).", body = Accepted)),
-    security((), ("bearer" = [])),
+    security((), ("bearer" = []), ("api_key" = [])),
 )]
 pub async fn post_events(State(state): State<AppState>, uri: Uri, headers: HeaderMap, request_body: Body) -> Response {
     let started = Instant::now();
