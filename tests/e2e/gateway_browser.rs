@@ -141,3 +141,61 @@ async fn a_page_in_chromium_gets_its_fetches_and_its_beacon_in_and_a_disallowed_
     assert!(!gateway.logs().contains(KEY), "the key (in the beacon's query string) reached the debug log");
     let _ = std::fs::remove_file(keys);
 }
+
+/// Where the README's snippet posts to; the test puts the gateway's address there.
+const README_GATEWAY: &str = "const GATEWAY = \"https://events.example.com/v1/events\";";
+
+/// The page snippet of the README's "Browsers" section, as written there, and its key.
+fn readme_snippet() -> (String, String) {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let section = readme.split("### Browsers").nth(1).expect("the README has a Browsers section");
+    let start = section.find("```html\n").expect("an html snippet in the Browsers section") + "```html\n".len();
+    let snippet = &section[start..];
+    let snippet = &snippet[..snippet.find("```").expect("the snippet ends")];
+    assert!(snippet.contains(README_GATEWAY), "the snippet sets GATEWAY as the test expects: {snippet}");
+    let key_line = snippet.lines().find(|l| l.contains("const KEY = \"")).expect("the snippet sets KEY");
+    let key = key_line.split('"').nth(1).expect("a quoted key").to_owned();
+    (snippet.to_owned(), key)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_page_snippet_gets_its_fetch_and_its_beacon_in() {
+    tokio::task::spawn_blocking(chromium::binary).await.expect("chromium is installed");
+    let env = TestEnv::new(1).await;
+    env.migrate();
+    let server = PageServer::start().await;
+    let origin = server.origin();
+    let (snippet, key) = readme_snippet();
+    // The README's key, restricted to the page's origin as the README advises.
+    let keys = std::env::temp_dir().join(format!("{}.toml", random_name("sluice-readme-keys")));
+    let file = format!("[[key]]\nname = \"shop-website\"\nkey = \"{key}\"\nallowed_origins = [\"{origin}\"]\n");
+    std::fs::write(&keys, file).expect("write the keys file");
+    let keys_arg = keys.to_str().expect("utf-8 path").to_owned();
+    let mut gateway = env.gateway(&["--cors-allow-origins", &origin, "--api-keys-file", &keys_arg]);
+    gateway.wait_ready("/readyz", Duration::from_secs(30)).await;
+    let mut sinker = env.sinker(&[]);
+    sinker.wait_ready("/readyz", Duration::from_secs(30)).await;
+
+    // The snippet as written, plus what a page would do: one more event and a flush (by fetch),
+    // then one event left in the queue as the page goes (for the beacon).
+    let snippet = snippet.replace(README_GATEWAY, &format!("const GATEWAY = \"{}\";", gateway.url("/v1/events")));
+    let driver = r#"<script>
+  track("click", { n: 1 });
+  flush().then(() => {
+    track("leave", {});
+    fetch("/report", { method: "POST", body: JSON.stringify("flushed") }).then(() => { location.href = "/bye"; });
+  });
+</script>"#;
+    server.set_page(format!("<!doctype html>\n<meta charset=\"utf-8\">\n{snippet}{driver}\n"));
+
+    let (report, browser) = load(&server).await;
+    assert_eq!(report, json!("flushed"));
+    env.wait_rows(3, WAIT).await;
+    drop(browser);
+    env.wait_offsets_at_high_watermarks(WAIT).await;
+    let rows: Vec<(String, Value)> =
+        sqlx::query_as("SELECT type, data FROM events ORDER BY type").fetch_all(&env.pool).await.expect("rows");
+    let expected = [("click", json!({"n": 1})), ("leave", json!({})), ("page_view", json!({"path": "/page"}))];
+    assert_eq!(rows, expected.map(|(t, d)| (t.to_owned(), d)));
+    let _ = std::fs::remove_file(keys);
+}
