@@ -336,6 +336,15 @@ n = { path = "data.n", type = "integer" }
         post("application/json", r#"{"type":"unrouted"}"#).await.expect("post"),
         post("application/json", r#"{"type":"ok","data":{"n":"x"}}"#).await.expect("post"),
         post("application/json", r#"{"type":"ok"}"#).await.expect("post"),
+        // A browser's request, and no --cors-allow-origins.
+        client
+            .post(gateway.url("/v1/events"))
+            .header(header::CONTENT_TYPE, "text/plain")
+            .header(header::ORIGIN, "https://page.example")
+            .body(r#"{"type":"ok"}"#)
+            .send()
+            .await
+            .expect("post"),
     ];
     let fields = detail["properties"].as_object().expect("the documented error fields");
     let mut seen = Vec::new();
@@ -365,7 +374,8 @@ n = { path = "data.n", type = "integer" }
             "unsupported_media_type",
             "no_route",
             "invalid_event",
-            "rate_limited"
+            "rate_limited",
+            "origin_not_allowed"
         ]
     );
     let (status, code) = error_code(reqwest::get(gateway.url("/nope")).await.expect("get")).await;

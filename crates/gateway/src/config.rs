@@ -30,8 +30,9 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub api_keys: Vec<ApiKey>,
 
-    /// A TOML file of named API keys, each with optional `allowed_origins` and its own rate
-    /// limit (see `keys.rs`). May be combined with --api-keys: the keys are their union.
+    /// A TOML file of named API keys (`[[key]]` tables: `name`, `key`, optional
+    /// `allowed_origins`, `rate_limit`, `rate_limit_burst`; README, "Browsers"). May be combined
+    /// with --api-keys: the keys are their union.
     #[arg(long, env = "GATEWAY_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
 

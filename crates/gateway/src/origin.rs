@@ -59,6 +59,9 @@ impl FromStr for Origin {
         }
         let authority = authority.to_ascii_lowercase();
         let (host, port) = split_port(&authority).map_err(&bad)?;
+        if !host.starts_with('[') && host.contains(':') {
+            return Err(bad("has an IPv6 host without brackets: write it as [::1]"));
+        }
         if host.is_empty() || host.contains(|c: char| c.is_ascii_whitespace() || c == '*') {
             return Err(bad("has no valid host (wildcards like *.example.com are not supported; list each origin)"));
         }
@@ -180,6 +183,8 @@ mod tests {
             ("https://bücher.example", "punycode"),
             ("null", "sandboxed"),
             ("http://[::1", "unclosed"),
+            ("http://::1", "without brackets"),
+            ("http://[::1]x", "after its IPv6 host"),
         ] {
             let err = origin(bad).expect_err(bad);
             assert!(err.contains(says), "{bad}: {err}");
