@@ -11,7 +11,7 @@ SINKER_METRICS_LISTEN ?= 127.0.0.1:9091
 # End-to-end tests start processes and brokers; a few at a time suits a 2-core machine.
 E2E_THREADS  ?= 3
 
-.PHONY: help up up-cluster down status build run test lint test-unit test-e2e promtool chaos soak bench
+.PHONY: help up up-cluster down status build run test lint test-unit test-e2e promtool chromium chaos soak bench
 
 help:
 	@echo "make run     stack up, migrations applied, gateway + sinker in the foreground"
@@ -69,8 +69,12 @@ promtool:
 	  echo "installing promtool (Debian package prometheus)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
+# Headless Chromium (Debian's chromium package) for the browser end-to-end test.
+chromium:
+	@$(STACK) chromium >/dev/null
+
 # Formatting and lints first (rustfmt.toml, clippy.toml): a failure there stops before the tests.
-test: lint up build promtool
+test: lint up build promtool chromium
 	@eval "$$($(STACK) env)"; export DATABASE_URL KAFKA_BROKERS; \
 	$(CARGO) test --workspace -- --test-threads=$(E2E_THREADS)
 
@@ -111,6 +115,6 @@ bench: up
 test-unit:
 	$(CARGO) test --workspace --lib
 
-test-e2e: up build
+test-e2e: up build promtool chromium
 	@eval "$$($(STACK) env)"; export DATABASE_URL KAFKA_BROKERS; \
 	$(CARGO) test --test e2e -- --test-threads=$(E2E_THREADS)

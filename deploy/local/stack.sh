@@ -11,6 +11,8 @@
 #   kafka-start | kafka-stop | kafka-kill
 #   pg-start | pg-stop [--immediate]
 #   topic-create NAME PARTITIONS | topic-delete NAME
+#   chromium                   install Debian's chromium when missing (the browser e2e test
+#                              drives it headless); prints the binary's path
 #
 # The three-broker cluster (next to the single node, on its own ports and state):
 #   up-cluster                 three KRaft nodes (broker+controller each) and postgres; waits
@@ -410,6 +412,32 @@ find_pgbin() {
     [ -x "$d/pg_ctl" ] && [ -x "$d/initdb" ] && [ -x "$d/psql" ] && PGBIN=$d
   done
   [ -n "$PGBIN" ]
+}
+
+# Install Debian's chromium when missing (idempotent), then print the binary's path. The
+# browser end-to-end test runs it headless; nothing else in the stack needs it.
+find_chromium() {
+  local b
+  for b in chromium chromium-browser; do
+    command -v "$b" 2>/dev/null && return 0
+  done
+  return 1
+}
+
+chromium_install() {
+  find_chromium && return 0
+  is_root || die "missing chromium: install with 'sudo apt-get install -y chromium' (or run as root)"
+  log "installing chromium with apt-get"
+  local out
+  out=$(mktemp)
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends chromium; } </dev/null >"$out" 2>&1; then
+    tail -n 40 "$out" >&2
+    rm -f "$out"
+    die "apt-get install chromium failed"
+  fi
+  rm -f "$out"
+  find_chromium || die "chromium installed but not on PATH"
 }
 
 # Install Debian's postgresql (and openssl) when missing.
@@ -979,6 +1007,7 @@ main() {
       [ $# -eq 1 ] || usage
       kafka_topic --delete --if-exists --topic "$1"
       log "topic $1 deleted" ;;
+    chromium) chromium_install ;;
     -h | --help | help) usage ;;
     *) usage ;;
   esac

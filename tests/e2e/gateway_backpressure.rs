@@ -315,7 +315,23 @@ n = { path = "data.n", type = "integer" }
     assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", spec["openapi"]);
     let mut paths: Vec<&str> = spec["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
     paths.sort_unstable();
-    assert_eq!(paths, ["/healthz", "/metrics", "/openapi.json", "/readyz", "/v1/events"]);
+    assert_eq!(
+        paths,
+        [
+            "/healthz",
+            "/metrics",
+            "/openapi.json",
+            "/readyz",
+            "/v1/alias",
+            "/v1/batch",
+            "/v1/events",
+            "/v1/group",
+            "/v1/identify",
+            "/v1/page",
+            "/v1/screen",
+            "/v1/track"
+        ]
+    );
     let responses = &spec["paths"]["/v1/events"]["post"]["responses"];
     // The error body's `code` enum, found by following the 400 answer's schema.
     let body = resolve(&spec, &responses["400"]["content"]["application/json"]["schema"]);
@@ -332,10 +348,19 @@ n = { path = "data.n", type = "integer" }
         post("application/json", "[]").await.expect("post"),
         post("application/json", r#"{"type":1}"#).await.expect("post"),
         post("application/json", r#"[{"type":"a"},{"type":"b"},{"type":"c"}]"#).await.expect("post"),
-        post("text/plain", "x").await.expect("post"),
+        post("text/csv", "x").await.expect("post"),
         post("application/json", r#"{"type":"unrouted"}"#).await.expect("post"),
         post("application/json", r#"{"type":"ok","data":{"n":"x"}}"#).await.expect("post"),
         post("application/json", r#"{"type":"ok"}"#).await.expect("post"),
+        // A browser's request, and no --cors-allow-origins.
+        client
+            .post(gateway.url("/v1/events"))
+            .header(header::CONTENT_TYPE, "text/plain")
+            .header(header::ORIGIN, "https://page.example")
+            .body(r#"{"type":"ok"}"#)
+            .send()
+            .await
+            .expect("post"),
     ];
     let fields = detail["properties"].as_object().expect("the documented error fields");
     let mut seen = Vec::new();
@@ -365,7 +390,8 @@ n = { path = "data.n", type = "integer" }
             "unsupported_media_type",
             "no_route",
             "invalid_event",
-            "rate_limited"
+            "rate_limited",
+            "origin_not_allowed"
         ]
     );
     let (status, code) = error_code(reqwest::get(gateway.url("/nope")).await.expect("get")).await;

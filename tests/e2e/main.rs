@@ -1,7 +1,9 @@
 //! End-to-end tests: the real gateway and sinker binaries against the real local stack
 //! (`make up`). All compile into this one binary (zero-to-production's layout).
 
+mod chromium;
 mod helpers;
+mod page_server;
 mod raw_http;
 
 mod backpressure;
@@ -10,6 +12,8 @@ mod deploy_files;
 mod flow;
 mod gateway;
 mod gateway_backpressure;
+mod gateway_browser;
+mod gateway_cors;
 mod gateway_limits;
 mod gateway_routes;
 mod gateway_slow_clients;

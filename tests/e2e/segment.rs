@@ -391,10 +391,10 @@ async fn segment_bad_input_is_refused_and_writes_nothing() {
             None,
         ),
         (
-            "text/plain",
+            "text/csv",
             "/v1/batch",
             Some("Bearer segment-key-1"),
-            "text/plain",
+            "text/csv",
             None,
             batch(vec![ok(json!({}))]),
             415,

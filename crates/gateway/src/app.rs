@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::{
     extract::{DefaultBodyLimit, State},
     http::{header, StatusCode},
+    middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
@@ -16,8 +17,8 @@ use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
 use crate::{
-    backpressure::Backpressure, config::Config, error::ApiError, health::Readiness, ingest, metrics::Metrics, openapi,
-    rate_limit::RateLimiter, segment::handler as segment,
+    backpressure::Backpressure, config::Config, cors, error::ApiError, health::Readiness, ingest, keys::Keys,
+    metrics::Metrics, openapi, origin::AllowedOrigins, rate_limit::RateLimiter, segment::handler as segment,
 };
 
 #[derive(Clone)]
@@ -29,15 +30,21 @@ pub struct AppState {
     /// One permit per byte of events being produced; see `--max-inflight-bytes`.
     pub inflight: Arc<Semaphore>,
     pub backpressure: Backpressure,
-    /// Per-client rate limit, when configured.
-    pub rate_limiter: Option<Arc<RateLimiter>>,
+    /// Who may write, from which origins, how fast (--api-keys, --api-keys-file, --rate-limit).
+    pub keys: Arc<Keys>,
+    /// Per-client token buckets, drawn from when a client has a limit (`Keys::limit`).
+    pub rate_limiter: Arc<RateLimiter>,
+    /// `--cors-allow-origins` (`None`: unset, no browser may post; see `cors`).
+    pub cors: Option<Arc<AllowedOrigins>>,
     /// `--routes`: what every event must match and pass (see `ingest`).
     pub routes: Option<Arc<RoutesFile>>,
 }
 
+/// Every route. The ingest endpoints are one router behind the CORS layer (`cors::guard`):
+/// an endpoint added there gets preflights, origin checks and CORS headers with no more work.
 pub fn router(state: AppState) -> Router {
     let post_only = || async { ApiError::MethodNotAllowed { allow: "POST" } };
-    Router::new()
+    let ingest = Router::new()
         .route("/v1/events", post(ingest::post_events).fallback(post_only))
         // The Segment-compatible API (see `segment`).
         .route("/v1/batch", post(segment::post_batch).fallback(post_only))
@@ -47,6 +54,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/screen", post(segment::post_screen).fallback(post_only))
         .route("/v1/group", post(segment::post_group).fallback(post_only))
         .route("/v1/alias", post(segment::post_alias).fallback(post_only))
+        .layer(middleware::from_fn_with_state(state.clone(), cors::guard));
+    Router::new()
+        .merge(ingest)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

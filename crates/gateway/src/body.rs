@@ -20,7 +20,9 @@ use crate::error::{ApiError, Position};
 /// The body formats the API takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// `application/json`: one event object, or an array of them.
+    /// `application/json`: one event object, or an array of them. Also `text/plain`, read the
+    /// same way: what `navigator.sendBeacon` sends for a string, and the one JSON-capable type
+    /// a page may post cross-origin without a preflight.
     Json,
     /// `application/x-ndjson`: one event object per line.
     Ndjson,
@@ -31,17 +33,17 @@ pub enum Format {
 pub fn format(content_type: Option<&str>) -> Result<Format, ApiError> {
     let Some(raw) = content_type else {
         return Err(ApiError::UnsupportedMediaType(
-            "missing content-type; use application/json or application/x-ndjson".to_owned(),
+            "missing content-type; use application/json, text/plain (holding JSON) or application/x-ndjson".to_owned(),
         ));
     };
     let mut parts = raw.split(';');
     let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
     let format = match essence.as_str() {
-        "application/json" => Format::Json,
+        "application/json" | "text/plain" => Format::Json,
         "application/x-ndjson" | "application/ndjson" | "application/jsonlines" => Format::Ndjson,
         _ => {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "content-type {essence:?} is not supported; use application/json or application/x-ndjson"
+                "content-type {essence:?} is not supported; use application/json, text/plain (holding JSON) or application/x-ndjson"
             )))
         }
     };
@@ -232,7 +234,17 @@ mod tests {
         assert_eq!(format(Some("application/json;charset=\"UTF-8\"")).ok(), Some(Format::Json));
         assert_eq!(format(Some("application/json; charset=us-ascii")).ok(), Some(Format::Json));
         assert_eq!(format(Some("Application/X-NDJSON")).ok(), Some(Format::Ndjson));
-        assert_eq!(format(Some("text/plain")).map_err(|e| e.code()).err(), Some("unsupported_media_type"));
+        assert_eq!(format(Some("text/plain")).ok(), Some(Format::Json), "sendBeacon's type");
+        assert_eq!(format(Some("text/plain;charset=UTF-8")).ok(), Some(Format::Json), "as Chromium sends it");
+        let latin1 = format(Some("text/plain; charset=iso-8859-1")).map_err(|e| e.code()).err();
+        assert_eq!(latin1, Some("unsupported_media_type"), "the charset rule is the same");
+        assert_eq!(format(Some("text/html")).map_err(|e| e.code()).err(), Some("unsupported_media_type"));
+        let form = format(Some("application/x-www-form-urlencoded")).map_err(|e| e.code()).err();
+        assert_eq!(form, Some("unsupported_media_type"));
+        assert_eq!(
+            format(Some("multipart/form-data; boundary=x")).map_err(|e| e.code()).err(),
+            Some("unsupported_media_type")
+        );
         assert_eq!(format(None).map_err(|e| e.code()).err(), Some("unsupported_media_type"));
         let utf16 = format(Some("application/json; charset=utf-16")).expect_err("utf-16");
         assert_eq!(utf16.code(), "unsupported_media_type");

@@ -6,7 +6,12 @@ use clap::Parser;
 use sluice_core::{kafka::KafkaArgs, telemetry::LogArgs};
 use sluice_routes::RoutesFile;
 
-use crate::producer;
+use crate::{
+    keys::{self, Keys},
+    origin::AllowedOrigins,
+    producer,
+    rate_limit::Limit,
+};
 
 /// sluice gateway: validates events posted over HTTP and produces them to Kafka, answering
 /// 202 only after the broker acknowledged every event of the request (acks=all).
@@ -20,11 +25,23 @@ pub struct Config {
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
-    /// API keys allowed to post events, comma-separated: bearer tokens, and on the Segment
-    /// endpoints also write keys (HTTP Basic username, `?api_key=`, body `writeKey`). Unset: no
-    /// authentication. Keys are compared in constant time and never logged.
+    /// API keys allowed to post events, comma-separated: bearer tokens (or `?api_key=`), and on
+    /// the Segment endpoints also write keys (HTTP Basic username, body `writeKey`). Unset (and
+    /// no --api-keys-file): no authentication. Keys are compared in constant time and never logged.
     #[arg(long, env = "GATEWAY_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub api_keys: Vec<ApiKey>,
+
+    /// A TOML file of named API keys (`[[key]]` tables: `name`, `key`, optional
+    /// `allowed_origins`, `rate_limit`, `rate_limit_burst`; README, "Browsers"). May be combined
+    /// with --api-keys: the keys are their union.
+    #[arg(long, env = "GATEWAY_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Web origins whose pages may post events (scheme://host[:port], comma-separated), or `*`
+    /// for any. Unset: no CORS headers, and any request carrying an `Origin` header (a
+    /// browser's) is refused with 403 `origin_not_allowed`.
+    #[arg(long, env = "GATEWAY_CORS_ALLOW_ORIGINS", value_delimiter = ',')]
+    pub cors_allow_origins: Vec<String>,
 
     /// Largest request body, in bytes, before and after gzip decompression (413 above it).
     #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
@@ -184,6 +201,25 @@ impl Config {
 }
 
 impl Config {
+    /// `--cors-allow-origins`, parsed (`None`: unset).
+    pub fn cors(&self) -> Result<Option<AllowedOrigins>, String> {
+        if self.cors_allow_origins.is_empty() {
+            return Ok(None);
+        }
+        AllowedOrigins::parse(&self.cors_allow_origins, "--cors-allow-origins").map(Some)
+    }
+
+    /// The key table from --api-keys and --api-keys-file, checked against `cors` (every key's
+    /// origins must be allowed by it). Errors name the file and every problem in it.
+    pub fn load_keys(&self, cors: Option<&AllowedOrigins>) -> Result<Keys, String> {
+        let file = keys::load(self.api_keys_file.as_ref())?;
+        let default =
+            Limit::new(self.rate_limit, self.rate_limit_burst).map_err(|e| format!("--{}", e.replace('_', "-")))?;
+        let keys = Keys::new(&self.api_keys, file, default)?;
+        keys.check_origins(cors)?;
+        Ok(keys)
+    }
+
     /// Loads `--routes`, if given. The error names the file and lists every problem in it, for
     /// the gateway to refuse to start with (exit 2, like [`Config::validate`]'s errors).
     pub fn load_routes(&self) -> Result<Option<RoutesFile>, String> {

@@ -65,8 +65,12 @@ pub enum ApiError {
     /// `writeKey` or `context`).
     #[error("{message}")]
     InvalidBatch { message: String },
-    #[error("missing or invalid API key; send `Authorization: Bearer <key>`")]
+    #[error("missing or invalid API key; send `Authorization: Bearer <key>` (or `?api_key=<key>` where headers cannot be set)")]
     Unauthorized,
+    /// The request's `Origin` is not allowed: by `--cors-allow-origins`, or by its key's
+    /// `allowed_origins`.
+    #[error("requests from this origin are not allowed; nothing was written. The gateway's --cors-allow-origins (or this key's allowed_origins) must list the page's origin")]
+    OriginNotAllowed,
     #[error("request body is larger than {limit} bytes; split it into smaller requests")]
     BodyTooLarge { limit: usize },
     #[error("event is {size} bytes as written to Kafka (key and JSON value), the limit is {limit}; make it smaller")]
@@ -115,6 +119,7 @@ impl ApiError {
             | Self::EmptyBatch
             | Self::InvalidBatch { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::BodyTooLarge { .. }
             | Self::EventTooLarge { .. }
             | Self::MessageTooLarge { .. }
@@ -142,6 +147,7 @@ impl ApiError {
             Self::InvalidBatch { .. } => "invalid_batch",
             Self::MessageTooLarge { .. } => "message_too_large",
             Self::Unauthorized => "unauthorized",
+            Self::OriginNotAllowed => "origin_not_allowed",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::EventTooLarge { .. } => "event_too_large",
             Self::BatchTooLarge { .. } => "batch_too_large",

@@ -13,7 +13,7 @@
 use axum::{
     body::Body,
     extract::State,
-    http::{header, HeaderMap, StatusCode},
+    http::{header, HeaderMap, StatusCode, Uri},
     response::{IntoResponse, Response},
     Json,
 };
@@ -43,27 +43,33 @@ pub struct Accepted {
 }
 
 /// Ingest events: one event object, a JSON array of events, or NDJSON (one event per line).
-/// `Content-Encoding: gzip` is accepted; the decompressed size is capped by --max-body-bytes.
-/// Validation is all-or-nothing per request. Retrying with the same ids is always safe:
-/// duplicates are dropped at the database.
+/// `text/plain` is read as JSON (what `navigator.sendBeacon` sends). `Content-Encoding: gzip`
+/// is accepted; the decompressed size is capped by --max-body-bytes. Validation is
+/// all-or-nothing per request. Retrying with the same ids is always safe: duplicates are
+/// dropped at the database. With --cors-allow-origins, answers to an allowed `Origin` carry
+/// CORS headers; a request from any other origin is refused (403 `origin_not_allowed`).
 #[utoipa::path(
     post,
     path = "/v1/events",
     tag = "events",
     request_body(
-        description = "Events, as JSON (one or an array) or NDJSON (one per line; blank lines are skipped).",
+        description = "Events, as JSON (one or an array; also sent as text/plain, read as JSON) or NDJSON (one per line; blank lines are skipped).",
         content(
             (crate::openapi::EventsBody = "application/json"),
+            (crate::openapi::EventsBody = "text/plain"),
             (String = "application/x-ndjson"),
         ),
     ),
-    params(("Content-Encoding" = Option<String>, Header, description = "`gzip` or `identity`.")),
+    params(
+        ("Content-Encoding" = Option<String>, Header, description = "`gzip` or `identity`."),
+        ("api_key" = Option<String>, Query, description = "The API key, for clients that cannot set `Authorization` (`navigator.sendBeacon`). Used only without a bearer token. Keys used in web pages are public write keys."),
+    ),
     responses((status = 202, description = "Every event was acknowledged by the broker (acks=all).", body = Accepted)),
-    security((), ("bearer" = [])),
+    security((), ("bearer" = []), ("api_key" = [])),
 )]
-pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, request_body: Body) -> Response {
+pub async fn post_events(State(state): State<AppState>, uri: Uri, headers: HeaderMap, request_body: Body) -> Response {
     let started = Instant::now();
-    let result = ingest(&state, &headers, request_body).await;
+    let result = ingest(&state, uri.query(), &headers, request_body).await;
     answer(&state, started, result)
 }
 
@@ -87,13 +93,18 @@ pub(crate) fn answer(state: &AppState, started: Instant, result: Result<Response
     response
 }
 
-async fn ingest(state: &AppState, headers: &HeaderMap, request_body: Body) -> Result<Response, ApiError> {
+async fn ingest(
+    state: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    request_body: Body,
+) -> Result<Response, ApiError> {
     let config = &state.config;
     // Refusals decided from the headers alone: the body is not read, but it is drained in the
     // background so that the client reads the answer (a 429's Retry-After above all) instead
     // of a connection reset.
     let early = (|| {
-        let client = auth::client(&config.api_keys, headers).ok_or(ApiError::Unauthorized)?;
+        let client = auth::authorize_request(&state.keys, headers, query)?;
         if let Some((lag, retry_after)) = state.backpressure.check() {
             state.metrics.throttled_requests.with_label_values(&["lag"]).inc();
             return Err(ApiError::Throttled { lag, retry_after });
@@ -169,8 +180,8 @@ pub(crate) async fn produce_validated(
     let inflight = InflightGuard::try_acquire(&state.inflight, bytes, &state.metrics.inflight_bytes)
         .ok_or(ApiError::Overloaded)?;
     // Tokens last: a request refused for any other reason costs its client nothing.
-    if let Some(limiter) = &state.rate_limiter {
-        if let Err(retry_after) = limiter.take(client, outgoing.len(), Instant::now()) {
+    if let Some(limit) = state.keys.limit(*client) {
+        if let Err(retry_after) = state.rate_limiter.take(client, limit, outgoing.len(), Instant::now()) {
             state.metrics.throttled_requests.with_label_values(&["rate_limit"]).inc();
             return Err(ApiError::RateLimited { retry_after });
         }

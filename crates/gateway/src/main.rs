@@ -6,8 +6,10 @@ use gateway::{
     backpressure::{self, Backpressure, Throttle},
     config::Config,
     health::{self, Readiness},
+    keys::Keys,
     lag::LagReader,
     metrics::Metrics,
+    origin::AllowedOrigins,
     producer,
     rate_limit::RateLimiter,
     serve,
@@ -29,14 +31,19 @@ async fn main() -> ExitCode {
         tracing::error!(%message, "invalid configuration");
         return ExitCode::from(2);
     }
-    let routes = match config.load_routes() {
-        Ok(routes) => routes,
+    let loaded = config.load_routes().and_then(|routes| {
+        let cors = config.cors()?;
+        let keys = config.load_keys(cors.as_ref())?;
+        Ok(Loaded { routes, keys, cors })
+    });
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
         Err(message) => {
             tracing::error!(%message, "invalid configuration");
             return ExitCode::from(2);
         }
     };
-    match run(config, routes).await {
+    match run(config, loaded).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "gateway stopped");
@@ -45,17 +52,29 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config, routes: Option<RoutesFile>) -> anyhow::Result<()> {
+/// What the configuration names and the gateway reads before it starts.
+struct Loaded {
+    routes: Option<RoutesFile>,
+    keys: Keys,
+    cors: Option<AllowedOrigins>,
+}
+
+async fn run(config: Config, loaded: Loaded) -> anyhow::Result<()> {
+    let Loaded { routes, keys, cors } = loaded;
+    let key_names: Vec<&str> = keys.entries().iter().map(|k| k.name.as_str()).collect();
+    let cors_origins = match &cors {
+        None => "none".to_owned(),
+        Some(AllowedOrigins::Any) => "*".to_owned(),
+        Some(AllowedOrigins::List(list)) => list.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(","),
+    };
     tracing::info!(listen = %config.listen, brokers = %config.kafka.brokers, topic = %config.kafka.topic,
-        api_keys = config.api_keys.len(), kafka_options = ?config.kafka.kafka_options,
+        api_keys = keys.len(), ?key_names, %cors_origins, kafka_options = ?config.kafka.kafka_options,
         routes = routes.as_ref().map_or(0, |r| r.routes.len()), "gateway starting");
     let producer =
         producer::build(&config.kafka, config.produce_timeout, config.max_inflight_bytes, config.max_event_bytes)?;
     let metrics = Metrics::new();
     let readiness = Readiness::new_unchecked();
     let backpressure = Backpressure::new(config.lag_stale_after);
-    let rate_limiter = (config.rate_limit > 0.0)
-        .then(|| Arc::new(RateLimiter::new(config.rate_limit, config.rate_limit_burst.unwrap_or(config.rate_limit))));
     let lag_reader = LagReader::new(
         &config.kafka,
         &config.sinker_group,
@@ -79,7 +98,9 @@ async fn run(config: Config, routes: Option<RoutesFile>) -> anyhow::Result<()> {
         readiness: readiness.clone(),
         inflight: Arc::new(Semaphore::new(config.max_inflight_bytes.min(Semaphore::MAX_PERMITS))),
         backpressure,
-        rate_limiter,
+        keys: Arc::new(keys),
+        rate_limiter: Arc::new(RateLimiter::default()),
+        cors: cors.map(Arc::new),
         routes: routes.map(Arc::new),
     };
     background.spawn(

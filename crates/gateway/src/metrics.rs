@@ -46,7 +46,7 @@ impl Metrics {
             IntCounter::new("gateway_events_accepted_total", "Events answered with 202: acknowledged by the broker.")
                 .expect("valid metric");
         let requests = IntCounterVec::new(
-            Opts::new("gateway_requests_total", "POST /v1/events requests by HTTP status."),
+            Opts::new("gateway_requests_total", "Requests to the ingest endpoints (POST /v1/events) by HTTP status; preflights answered 204 are not counted."),
             &["status"],
         )
         .expect("valid metric");
@@ -133,7 +133,7 @@ impl Metrics {
         let request_errors = IntCounterVec::new(
             Opts::new(
                 "gateway_request_errors_total",
-                "POST /v1/events requests answered with an error, by its code (invalid_event, no_route, ...).",
+                "Requests to the ingest endpoints answered with an error, by its code (invalid_event, no_route, origin_not_allowed, ...).",
             ),
             &["code"],
         )
@@ -190,5 +190,14 @@ impl Metrics {
             throttled_requests,
             request_errors,
         }
+    }
+}
+
+impl Metrics {
+    /// Counts a request answered with `error` before any handler saw it (the CORS layer's
+    /// refusals): in `gateway_requests_total` and `gateway_request_errors_total`.
+    pub fn count_error(&self, error: &ApiError) {
+        self.request_errors.with_label_values(&[error.code()]).inc();
+        self.requests.with_label_values(&[error.status().as_str()]).inc();
     }
 }

@@ -13,16 +13,17 @@ use utoipa::{
     openapi::{
         self,
         header::HeaderBuilder,
+        path::{OperationBuilder, ParameterBuilder, ParameterIn},
         schema::{AdditionalProperties, ObjectBuilder, Schema, Type},
-        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-        ContentBuilder, RefOr, ResponseBuilder,
+        security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+        ContentBuilder, RefOr, Required, ResponseBuilder,
     },
     Modify, OpenApi, ToSchema,
 };
 use uuid::Uuid;
 
 use crate::{
-    app,
+    app, auth, cors,
     error::{ApiError, ErrorBody, ErrorDetail},
     ingest,
     segment::handler as segment,
@@ -66,7 +67,7 @@ pub static DOCUMENT: LazyLock<String> =
         app::openapi
     ),
     components(schemas(EventInput, EventsBody, ingest::Accepted, SegmentMessage, SegmentBatch, segment::Success, ErrorBody, ErrorDetail, app::Health, app::Ready, app::ReadyStatus, app::LagState)),
-    modifiers(&Security, &ErrorAnswers, &EventLimits)
+    modifiers(&Security, &ErrorAnswers, &EventLimits, &Cors)
 )]
 pub struct ApiDoc;
 
@@ -152,7 +153,7 @@ impl Modify for Security {
     fn modify(&self, doc: &mut openapi::OpenApi) {
         let scheme = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
-            .description(Some("Required only when the gateway runs with --api-keys / GATEWAY_API_KEYS."))
+            .description(Some("Required only when the gateway runs with --api-keys or --api-keys-file."))
             .build();
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
@@ -160,10 +161,17 @@ impl Modify for Security {
             .scheme(HttpAuthScheme::Basic)
             .description(Some(
                 "The Segment endpoints: the API key (write key) as the username, the password empty (ignored). \
-                 Also accepted there: a bearer token, `?api_key=`, or the body's `writeKey`, in that order.",
+                 Also accepted there: a bearer token, `?api_key=`, or the body's `writeKey`, in that order (`/v1/events` takes a Basic username too).",
             ))
             .build();
         components.add_security_scheme("basic", SecurityScheme::Http(basic));
+        let query = ApiKey::Query(ApiKeyValue::with_description(
+            auth::QUERY_PARAMETER,
+            "The same keys as `bearer`, in the query string, for clients that cannot set headers \
+             (`navigator.sendBeacon`); a bearer token wins when both are sent. Keys in web pages are public \
+             write keys: restrict them with `allowed_origins` in --api-keys-file and a rate limit.",
+        ));
+        components.add_security_scheme("api_key", SecurityScheme::ApiKey(query));
     }
 }
 
@@ -247,8 +255,14 @@ fn explain(error: &ApiError) -> String {
             "Segment endpoints: one message is over 32 KiB (its JSON without whitespace); `index` says which"
         }
         ApiError::Unauthorized => {
-            "API keys are configured and the request has no valid `Authorization: Bearer <key>` (Segment endpoints: \
-             nor a valid Basic username, `api_key` parameter or `writeKey`)"
+            "API keys are configured and the request has no valid key: `Authorization: Bearer <key>`, a Basic \
+             username, `?api_key=<key>` or, on the Segment endpoints, the body's `writeKey`"
+        }
+        ApiError::OriginNotAllowed => {
+            "the request's `Origin` is not in --cors-allow-origins, or not in its key's `allowed_origins`; without \
+             --cors-allow-origins, a simple request (text/plain, a form type, no content type) that carries an \
+             `Origin`. The answer has no CORS headers unless --cors-allow-origins allows the origin. Requests \
+             without `Origin` are never refused for it"
         }
         ApiError::BodyTooLarge { .. } => {
             "the body is over --max-body-bytes (before or after gzip); on the Segment endpoints, over 500 KiB or \
@@ -256,7 +270,7 @@ fn explain(error: &ApiError) -> String {
         }
         ApiError::EventTooLarge { .. } => "one event is over --max-event-bytes as written to Kafka; `index`/`line` says which",
         ApiError::BatchTooLarge { .. } => "the request holds more than --max-batch-events events",
-        ApiError::UnsupportedMediaType(_) => "a content type other than application/json or application/x-ndjson, or an encoding other than gzip",
+        ApiError::UnsupportedMediaType(_) => "a content type other than application/json, text/plain (read as JSON) or application/x-ndjson, or an encoding other than gzip",
         ApiError::Throttled { .. } => "the sinkers are too far behind (consumer lag over --lag-throttle); retry after Retry-After",
         ApiError::RateLimited { .. } => "this API key is over --rate-limit; retry after Retry-After",
         ApiError::KafkaUnavailable { .. } => "the broker is unreachable or the topic is missing",
@@ -286,6 +300,82 @@ fn header_doc(name: &str) -> openapi::header::Header {
         _ => ("", ObjectBuilder::new().schema_type(Type::String)),
     };
     HeaderBuilder::new().schema(schema).description(Some(description)).build()
+}
+
+/// CORS, on every POST endpoint (all of them are ingest endpoints, behind `cors::guard`): the
+/// preflight (`OPTIONS`), and the headers an allowed origin's answers carry.
+struct Cors;
+
+impl Modify for Cors {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let string = || ObjectBuilder::new().schema_type(Type::String).build();
+        let header = |name: &str, required: bool, description: &str| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .required(if required { Required::True } else { Required::False })
+                .description(Some(description))
+                .schema(Some(string()))
+                .build()
+        };
+        let answer_header =
+            |description: &str| HeaderBuilder::new().schema(string()).description(Some(description.to_owned())).build();
+        let error = ContentBuilder::new().schema(Some(RefOr::Ref(openapi::Ref::from_schema_name("ErrorBody")))).build();
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let Some(post) = item.post.as_mut() else { continue };
+            for response in post.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response.headers.insert(
+                        "Access-Control-Allow-Origin".to_owned(),
+                        answer_header("With --cors-allow-origins: the request's `Origin`, when it is allowed."),
+                    );
+                    response.headers.insert(
+                        "Access-Control-Expose-Headers".to_owned(),
+                        answer_header(&format!("With `Access-Control-Allow-Origin`: `{}`.", cors::EXPOSE_HEADERS)),
+                    );
+                }
+            }
+            let allowed = ResponseBuilder::new()
+                .description(format!("The origin is in --cors-allow-origins: the browser may send the {path} request."))
+                .header("Access-Control-Allow-Origin", answer_header("The request's `Origin`."))
+                .header("Access-Control-Allow-Methods", answer_header(&format!("`{}`.", cors::ALLOW_METHODS)))
+                .header("Access-Control-Allow-Headers", answer_header(&format!("`{}`.", cors::ALLOW_HEADERS)))
+                .header(
+                    "Access-Control-Max-Age",
+                    answer_header(&format!("`{}` (seconds; browsers cap it).", cors::MAX_AGE_SECS)),
+                )
+                .header("Vary", answer_header("`origin`."))
+                .build();
+            let refused = ResponseBuilder::new()
+                .description(format!(
+                    "`origin_not_allowed`: {} No CORS headers: the browser does not send the request.",
+                    explain(&ApiError::OriginNotAllowed)
+                ))
+                .content("application/json", error.clone())
+                .build();
+            let not_preflight = ResponseBuilder::new()
+                .description("`method_not_allowed`: an OPTIONS request that is not a preflight (no `Origin` or no `Access-Control-Request-Method`).")
+                .content("application/json", error.clone())
+                .build();
+            let preflight = OperationBuilder::new()
+                .tag("events")
+                .summary(Some("CORS preflight"))
+                .description(Some(
+                    "What a browser asks before a cross-origin POST that is not a simple request (a JSON content \
+                     type, `Authorization`, `Content-Encoding`). Answered by the gateway, never by a handler. Simple \
+                     requests (text/plain, `navigator.sendBeacon`) are not preflighted: they are refused with 403 \
+                     `origin_not_allowed` when their origin is not allowed.",
+                ))
+                .parameter(header("Origin", true, "The page's origin."))
+                .parameter(header("Access-Control-Request-Method", true, "`POST`."))
+                .parameter(header("Access-Control-Request-Headers", false, "Headers the request will set."))
+                .response("204", allowed)
+                .response("403", refused)
+                .response("405", not_preflight)
+                .build();
+            item.options = Some(preflight);
+        }
+    }
 }
 
 /// The event schema's limits come from sluice-core's constants, not from copies of them; no
@@ -401,6 +491,29 @@ mod tests {
         assert_eq!(event["required"], serde_json::json!(["type"]));
         assert_eq!(event["properties"]["type"]["maxLength"], MAX_TYPE_CHARS);
         assert_eq!(event["properties"]["key"]["maxLength"], MAX_KEY_CHARS);
+    }
+
+    #[test]
+    fn every_post_endpoint_documents_cors_and_the_key_in_the_query() {
+        let doc = document();
+        let mut posts = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            let Some(post) = item.get("post") else { continue };
+            posts += 1;
+            let options = &item["options"];
+            assert!(options["responses"]["204"]["headers"].get("Access-Control-Allow-Headers").is_some(), "{path}");
+            assert!(options["responses"]["403"]["description"].as_str().unwrap_or("").contains("origin_not_allowed"));
+            for (status, response) in post["responses"].as_object().expect("responses") {
+                assert!(response["headers"].get("Access-Control-Allow-Origin").is_some(), "{path} {status}");
+            }
+        }
+        assert!(posts >= 1);
+        let events = &doc["paths"]["/v1/events"]["post"];
+        assert!(events["requestBody"]["content"].get("text/plain").is_some());
+        let params = events["parameters"].as_array().expect("parameters");
+        assert!(params.iter().any(|p| p["name"] == "api_key" && p["in"] == "query"));
+        assert!(events["responses"]["403"]["description"].as_str().unwrap_or("").contains("`origin_not_allowed`"));
+        assert_eq!(doc["components"]["securitySchemes"]["api_key"]["in"], "query");
     }
 
     #[test]

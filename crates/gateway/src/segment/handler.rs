@@ -148,12 +148,13 @@ async fn ingest_messages(
     request_body: Body,
 ) -> Result<Response, ApiError> {
     let config = &state.config;
-    let sent_key = auth::header_key(headers).or_else(|| auth::query_key(query));
+    let sent_key = auth::presented(headers, query);
+    let origin = headers.get(header::ORIGIN);
     // Refusals decided from the headers alone, as in `ingest`: the body is drained unread.
     let early = (|| {
         let client = match &sent_key {
-            Some(key) => Some(auth::client_for_key(&config.api_keys, Some(key)).ok_or(ApiError::Unauthorized)?),
-            None if config.api_keys.is_empty() => Some(Client::Anonymous),
+            Some(key) => Some(auth::authorize(&state.keys, Some(key), origin)?),
+            None if state.keys.is_empty() => Some(Client::Anonymous),
             // The key may be in the body.
             None => None,
         };
@@ -162,7 +163,9 @@ async fn ingest_messages(
             return Err(ApiError::Throttled { lag, retry_after });
         }
         if body::format(header_str(headers, header::CONTENT_TYPE))? != Format::Json {
-            return Err(ApiError::UnsupportedMediaType("the Segment endpoints take application/json only".to_owned()));
+            return Err(ApiError::UnsupportedMediaType(
+                "the Segment endpoints take application/json (or text/plain, as browsers send it) only".to_owned(),
+            ));
         }
         Ok(client)
     })();
@@ -183,7 +186,7 @@ async fn ingest_messages(
     };
     let client = match client {
         Some(client) => client,
-        None => auth::client_for_key(&config.api_keys, request.write_key.as_deref()).ok_or(ApiError::Unauthorized)?,
+        None => auth::authorize(&state.keys, request.write_key.as_deref(), origin)?,
     };
 
     let context = Envelope { endpoint, sent_at: request.sent_at, context: request.context.as_ref() };
