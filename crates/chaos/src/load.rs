@@ -294,7 +294,7 @@ pub(crate) fn bad_request(rng: &mut StdRng) -> Request {
             ("application/json", format!(r#"[{{"id":"{good}","type":"ok"}},{{"id":"{other}","type":"x","extra":1}}]"#))
         }
         4 => ("application/json", format!(r#"[{{"id":"{good}","type":"ok"}},{{"id":"{other}","type":"x"#)),
-        5 => ("text/plain", format!(r#"{{"id":"{good}","type":"ok"}}"#)),
+        5 => ("text/csv", format!(r#"{{"id":"{good}","type":"ok"}}"#)),
         6 => ("application/x-ndjson", format!("{{\"id\":\"{good}\",\"type\":\"ok\"}}\n{{\"id\":\"{other}\",\n")),
         _ => ("application/json", format!(r#"{{"id":"{good}","type":"ok","data":[1]}}"#)),
     };
