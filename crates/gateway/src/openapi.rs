@@ -223,14 +223,17 @@ fn answered_by_the_router(error: &ApiError) -> bool {
     matches!(error, ApiError::NotFound)
 }
 
+/// One status's documentation: the lines for `/v1/events`, the lines for the Segment
+/// endpoints, the headers its answers carry.
+type StatusDoc = (Vec<String>, Vec<String>, Vec<String>);
+
 /// Adds every error answer of each ingest path, grouped by status, with the headers the real
 /// answer carries, and lists every code in the `ErrorDetail.code` enum.
 struct ErrorAnswers;
 
 impl Modify for ErrorAnswers {
     fn modify(&self, doc: &mut openapi::OpenApi) {
-        // Per status: the lines for /v1/events, the lines for the Segment endpoints, the headers.
-        let mut by_status: BTreeMap<u16, (Vec<String>, Vec<String>, Vec<String>)> = BTreeMap::new();
+        let mut by_status: BTreeMap<u16, StatusDoc> = BTreeMap::new();
         let mut codes = Vec::new();
         for error in ApiError::all() {
             if !codes.contains(&error.code()) {

@@ -310,7 +310,10 @@ mod tests {
         let now = t("2026-01-01T00:00:00Z");
         let record = |data_levels: usize| {
             // The record object, `data`'s object, then `data.a`'s arrays.
-            format!(r#"{{"id":"0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b","type":"t","data":{{"a":{}}}}}"#, nested(data_levels - 1))
+            format!(
+                r#"{{"id":"0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b","type":"t","data":{{"a":{}}}}}"#,
+                nested(data_levels - 1)
+            )
         };
         let at_limit = record(MAX_DATA_DEPTH);
         let event = decode(Some(at_limit.as_bytes()), None, now, usize::MAX).expect("a record at the limit decodes");

@@ -131,13 +131,11 @@ async fn serve(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let result = ingest_messages(state, endpoint, headers, uri.query(), body)
-        .await
-        .map_err(|error| match error {
-            // Segment clients send the key as the Basic username or the body's writeKey: say so.
-            ApiError::Unauthorized { .. } => ApiError::Unauthorized { segment: true },
-            other => other,
-        });
+    let result = ingest_messages(state, endpoint, headers, uri.query(), body).await.map_err(|error| match error {
+        // Segment clients send the key as the Basic username or the body's writeKey: say so.
+        ApiError::Unauthorized { .. } => ApiError::Unauthorized { segment: true },
+        other => other,
+    });
     ingest::answer(state, started, result)
 }
 
