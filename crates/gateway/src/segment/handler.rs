@@ -276,3 +276,48 @@ async fn ingest_messages(
     ingest::produce_validated(state, &client, &outgoing, deadline).await?;
     Ok((StatusCode::OK, Json(Success { success: true })).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// `produced_limit`'s invariant: a batch without `context` never reaches it, even with
+        /// the longest keys and types (multi-byte characters), whatever its body limit is at least.
+        #[test]
+        fn a_batch_without_context_stays_within_its_budget(
+            messages in proptest::collection::vec(("[a-zé€😀]{1,256}", "[a-zé€😀]{1,128}", any::<bool>(), 0u32..1000), 1..40),
+        ) {
+            let batch: Vec<Value> = messages
+                .iter()
+                .enumerate()
+                .map(|(i, (key, event, number_key, n))| {
+                    let user: Value = if *number_key { json!(n) } else { json!(key) };
+                    json!({"type": "track", "messageId": format!("m{i}"), "userId": user, "event": event})
+                })
+                .collect();
+            let body = json!({"batch": batch}).to_string();
+            let envelope = Envelope::default();
+            let received = Utc::now();
+            let mut produced = 0;
+            for message in batch {
+                let event = message::to_event(message, &envelope, received).expect("maps");
+                produced += Outgoing::new(&event).size();
+            }
+            let budget = produced_limit(body.len(), messages.len(), usize::MAX);
+            prop_assert!(produced <= budget, "{produced} bytes of records, budget {budget}");
+        }
+    }
+
+    #[test]
+    fn the_budget_is_twice_the_body_plus_the_record_overhead_within_the_inflight_cap() {
+        let overhead = crate::producer::RECORD_OVERHEAD;
+        assert_eq!(produced_limit(512_000, 120, usize::MAX), 1_024_000 + 120 * overhead);
+        assert_eq!(produced_limit(512_000, 120, 700_000), 700_000);
+        assert_eq!(compact_size(json!({"a": [1, "x"]}).as_object().expect("object")), r#"{"a":[1,"x"]}"#.len());
+    }
+}
