@@ -322,13 +322,20 @@ n = { path = "data.n", type = "integer" }
             "/metrics",
             "/openapi.json",
             "/readyz",
+            "/v1/a",
             "/v1/alias",
+            "/v1/b",
             "/v1/batch",
             "/v1/events",
+            "/v1/g",
             "/v1/group",
+            "/v1/i",
             "/v1/identify",
+            "/v1/p",
             "/v1/page",
+            "/v1/s",
             "/v1/screen",
+            "/v1/t",
             "/v1/track"
         ]
     );

@@ -24,6 +24,7 @@ mod routes_groups;
 mod routes_versions;
 mod security;
 mod segment;
+mod segment_review;
 mod segment_sdks;
 mod sinker;
 mod sinker_groups;

@@ -190,6 +190,36 @@ async fn analytics_node_calls_become_one_row_each() {
     .await;
 }
 
+/// The README's Node snippet ("### SDKs"), as written there but for its key and host, runs
+/// with node and its call is one row.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readmes_node_snippet_runs_as_written() {
+    let client = node_client();
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let section = readme.split("### SDKs").nth(1).expect("the README has an SDKs section");
+    let snippet = section.split("```js\n").nth(1).and_then(|s| s.split("```").next()).expect("a js block");
+    for (placeholder, what) in [("'my-key'", "key"), ("'http://localhost:8080'", "host")] {
+        assert!(snippet.contains(placeholder), "the snippet's {what} is {placeholder} as the test expects: {snippet}");
+    }
+    let env = TestEnv::new(1).await;
+    let (gateway, _sinker) = gateway_and_sinker(&env).await;
+    let snippet = snippet
+        .replace("'my-key'", &format!("'{WRITE_KEY}'"))
+        .replace("'http://localhost:8080'", &format!("'{}'", gateway.url("")));
+    let file = clients_dir().join(format!("readme-snippet-{}.js", std::process::id()));
+    std::fs::write(&file, snippet).expect("write the snippet");
+    let output = Command::new("node").arg(&file).env("NODE_PATH", client.join("node_modules")).output().expect("node");
+    let _ = std::fs::remove_file(&file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.trim().is_empty(), "node: {}\n{stderr}", output.status);
+    env.wait_rows(1, WAIT).await;
+    let rows = rows(&env).await;
+    assert_eq!(rows.len(), 1);
+    let (_, event_type, key, _, _, data) = &rows[0];
+    assert_eq!((event_type.as_str(), key.as_deref()), ("Order Completed", Some("u-1")));
+    assert_eq!(data["properties"]["total"], 42.5);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn analytics_python_calls_become_one_row_each() {
     let client = python_client();

@@ -54,6 +54,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/screen", post(segment::post_screen).fallback(post_only))
         .route("/v1/group", post(segment::post_group).fallback(post_only))
         .route("/v1/alias", post(segment::post_alias).fallback(post_only))
+        // The short paths Segment's other SDKs post to (analytics.js: `/v1/t`, `/v1/p`, ... for
+        // each call, `/v1/b` when batching; analytics-kotlin and analytics-react-native: `/v1/b`):
+        // the same handlers (`openapi::SEGMENT_ALIASES` documents them).
+        .route("/v1/b", post(segment::post_batch).fallback(post_only))
+        .route("/v1/t", post(segment::post_track).fallback(post_only))
+        .route("/v1/i", post(segment::post_identify).fallback(post_only))
+        .route("/v1/p", post(segment::post_page).fallback(post_only))
+        .route("/v1/s", post(segment::post_screen).fallback(post_only))
+        .route("/v1/g", post(segment::post_group).fallback(post_only))
+        .route("/v1/a", post(segment::post_alias).fallback(post_only))
         .layer(middleware::from_fn_with_state(state.clone(), cors::guard));
     Router::new()
         .merge(ingest)

@@ -89,7 +89,7 @@ pub fn client(keys: &Keys, presented: Option<&str>) -> Option<Client> {
 /// when its key has `allowed_origins` and the request's `Origin` is not one of them (a request
 /// without `Origin` is not a browser's and passes; see `keys`).
 pub fn authorize(keys: &Keys, presented: Option<&str>, origin: Option<&HeaderValue>) -> Result<Client, ApiError> {
-    let client = client(keys, presented).ok_or(ApiError::Unauthorized)?;
+    let client = client(keys, presented).ok_or(ApiError::Unauthorized { segment: false })?;
     let allowed = keys.get(client).and_then(|entry| entry.allowed_origins.as_ref());
     if let (Some(allowed), Some(origin)) = (allowed, origin) {
         if !allowed.allows(origin.as_bytes()) {

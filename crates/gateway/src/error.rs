@@ -65,20 +65,32 @@ pub enum ApiError {
     /// `writeKey` or `context`).
     #[error("{message}")]
     InvalidBatch { message: String },
-    #[error("missing or invalid API key; send `Authorization: Bearer <key>` (or `?api_key=<key>` where headers cannot be set)")]
-    Unauthorized,
+    /// `segment`: answered by a Segment endpoint, whose clients send their write key as the
+    /// HTTP Basic username or in the body, so the message says so.
+    #[error("{}", if *segment {
+        "missing or invalid write key; send it as the HTTP Basic username with an empty password (`Authorization: Basic base64(<key>:)`, curl -u '<key>:') or as the body's `writeKey` (`Authorization: Bearer <key>` and `?api_key=<key>` work too)"
+    } else {
+        "missing or invalid API key; send `Authorization: Bearer <key>` (or `?api_key=<key>` where headers cannot be set)"
+    })]
+    Unauthorized { segment: bool },
     /// The request's `Origin` is not allowed: by `--cors-allow-origins`, or by its key's
     /// `allowed_origins`.
     #[error("requests from this origin are not allowed; nothing was written. The gateway's --cors-allow-origins (or this key's allowed_origins) must list the page's origin")]
     OriginNotAllowed,
     #[error("request body is larger than {limit} bytes; split it into smaller requests")]
     BodyTooLarge { limit: usize },
+    /// The records a request's events make are more than it may produce: a Segment batch
+    /// `context` copied into every message, or numbers that re-encode longer. Code
+    /// `body_too_large`: to the client it is a request too big.
+    #[error("the request's events come to more than {limit} bytes as written to Kafka, more than one request may produce; split it into smaller requests (a Segment batch `context` is copied into every message: keep it small)")]
+    ProducedTooLarge { limit: usize },
     #[error("event is {size} bytes as written to Kafka (key and JSON value), the limit is {limit}; make it smaller")]
     EventTooLarge { size: usize, limit: usize, at: Position },
-    /// `count` is where counting stopped (the limit plus one): the rest is never parsed.
-    /// A Segment message over Segment's 32 KiB per message (its JSON without whitespace).
-    #[error("message is {size} bytes, the limit is {limit} bytes per message (Segment's 32 KB); make it smaller")]
+    /// A Segment message over Segment's 32 KiB per message: its JSON without whitespace as
+    /// sent, and again once a batch `context` is merged into it.
+    #[error("message is {size} bytes, the limit is {limit} bytes per message (Segment's 32 KB, counted with the batch `context` merged in); make it, or the batch `context`, smaller")]
     MessageTooLarge { size: usize, limit: usize, at: Position },
+    /// `count` is where counting stopped (the limit plus one): the rest is never parsed.
     #[error("request holds at least {count} events, the limit is {limit}; split it into smaller requests")]
     BatchTooLarge { count: usize, limit: usize },
     #[error("{0}")]
@@ -118,9 +130,10 @@ impl ApiError {
             | Self::NoRoute { .. }
             | Self::EmptyBatch
             | Self::InvalidBatch { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::BodyTooLarge { .. }
+            | Self::ProducedTooLarge { .. }
             | Self::EventTooLarge { .. }
             | Self::MessageTooLarge { .. }
             | Self::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -146,9 +159,9 @@ impl ApiError {
             Self::EmptyBatch => "empty_batch",
             Self::InvalidBatch { .. } => "invalid_batch",
             Self::MessageTooLarge { .. } => "message_too_large",
-            Self::Unauthorized => "unauthorized",
+            Self::Unauthorized { .. } => "unauthorized",
             Self::OriginNotAllowed => "origin_not_allowed",
-            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyTooLarge { .. } | Self::ProducedTooLarge { .. } => "body_too_large",
             Self::EventTooLarge { .. } => "event_too_large",
             Self::BatchTooLarge { .. } => "batch_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -253,7 +266,7 @@ impl IntoResponse for ApiError {
             let secs = after.as_secs().max(1);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if matches!(self, Self::Unauthorized) {
+        if matches!(self, Self::Unauthorized { .. }) {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Self::MethodNotAllowed { allow } = &self {

@@ -175,7 +175,7 @@ pub(crate) async fn produce_validated(
     let bytes: usize = outgoing.iter().map(Outgoing::size).sum();
     if bytes > config.max_inflight_bytes {
         // Only when re-encoding grew the events past the whole cap: it would never fit.
-        return Err(ApiError::BodyTooLarge { limit: config.max_inflight_bytes });
+        return Err(ApiError::ProducedTooLarge { limit: config.max_inflight_bytes });
     }
     let inflight = InflightGuard::try_acquire(&state.inflight, bytes, &state.metrics.inflight_bytes)
         .ok_or(ApiError::Overloaded)?;

@@ -30,8 +30,41 @@ use crate::{
 };
 
 /// The paths that ingest events: each answers every error of [`ApiError::all`].
-pub const INGEST_PATHS: [&str; 8] =
-    ["/v1/events", "/v1/batch", "/v1/track", "/v1/identify", "/v1/page", "/v1/screen", "/v1/group", "/v1/alias"];
+pub const INGEST_PATHS: [&str; 15] = [
+    "/v1/events",
+    "/v1/batch",
+    "/v1/track",
+    "/v1/identify",
+    "/v1/page",
+    "/v1/screen",
+    "/v1/group",
+    "/v1/alias",
+    "/v1/b",
+    "/v1/t",
+    "/v1/i",
+    "/v1/p",
+    "/v1/s",
+    "/v1/g",
+    "/v1/a",
+];
+
+/// The short paths of Segment's other SDKs (analytics.js, analytics-kotlin,
+/// analytics-react-native) and the endpoint each one is (`app::router` routes both to one
+/// handler; [`Aliases`] documents them as copies).
+pub const SEGMENT_ALIASES: [(&str, &str); 7] = [
+    ("/v1/b", "/v1/batch"),
+    ("/v1/t", "/v1/track"),
+    ("/v1/i", "/v1/identify"),
+    ("/v1/p", "/v1/page"),
+    ("/v1/s", "/v1/screen"),
+    ("/v1/g", "/v1/group"),
+    ("/v1/a", "/v1/alias"),
+];
+
+/// Whether a path is one of the Segment endpoints (every ingest path but `/v1/events`).
+fn is_segment(path: &str) -> bool {
+    path != "/v1/events"
+}
 
 /// The document, rendered once.
 pub static DOCUMENT: LazyLock<String> =
@@ -45,12 +78,15 @@ pub static DOCUMENT: LazyLock<String> =
             PostgreSQL by the sinkers. A 202 means the broker has every event of the request; a 4xx means nothing \
             was produced. Every error answer has the body `{\"error\": {\"code\", \"message\", ...}}`; an unknown \
             path answers 404 `not_found`. The `segment` endpoints take what Segment's SDKs send (README: \
-            \"Segment-compatible API\"): each message becomes one event, `id` from `messageId` (as is when it is a \
-            UUID, else its UUIDv5 in the namespace 167b82ba-c7dd-46be-a6d1-43e7838f763c), `type` from a track's \
-            `event` or the message type, `key` from `userId` or `anonymousId`, `ts` from `timestamp` corrected by \
-            `received_at - sentAt`, `data` the message; they answer 200 `{\"success\": true}` once the broker \
-            acknowledged every message. Limits: 32 KiB per message (413 `message_too_large`), 500 KiB per body or \
-            --max-body-bytes if lower (413 `body_too_large`)."
+            \"Segment-compatible API\"), also at the short paths Segment's other SDKs post to (/v1/b, /v1/t, /v1/i, \
+            /v1/p, /v1/s, /v1/g, /v1/a): each message becomes one event, `id` from `messageId` (as is when it is a \
+            UUID, else its UUIDv5 in the namespace 167b82ba-c7dd-46be-a6d1-43e7838f763c; without `messageId` a \
+            fresh UUIDv7, so a retry of such a message is a second row), `type` from a track's `event` or the \
+            message type, `key` from `userId` or `anonymousId`, `ts` from `timestamp` (else `originalTimestamp`) \
+            corrected by `received_at - sentAt`, `data` the message; they answer 200 `{\"success\": true}` once the \
+            broker acknowledged every message. Limits: 32 KiB per message, counted with the batch `context` merged \
+            in (413 `message_too_large`), 500 KiB per body or --max-body-bytes if lower (413 `body_too_large`), \
+            nesting 126 levels per message (400 `invalid_event`)."
     ),
     paths(
         ingest::post_events,
@@ -67,7 +103,7 @@ pub static DOCUMENT: LazyLock<String> =
         app::openapi
     ),
     components(schemas(EventInput, EventsBody, ingest::Accepted, SegmentMessage, SegmentBatch, segment::Success, ErrorBody, ErrorDetail, app::Health, app::Ready, app::ReadyStatus, app::LagState)),
-    modifiers(&Security, &ErrorAnswers, &EventLimits, &Cors)
+    modifiers(&Aliases, &Security, &ErrorAnswers, &EventLimits, &SegmentFields, &Cors)
 )]
 pub struct ApiDoc;
 
@@ -110,20 +146,27 @@ pub struct SegmentMessage {
     /// single-message endpoint it may be left out and must otherwise match the path (else 400).
     #[serde(rename = "type")]
     message_type: Option<String>,
-    /// Required. The event's id: itself when it is a UUID, else UUIDv5(167b82ba-c7dd-46be-a6d1-43e7838f763c,
-    /// messageId); a resent message is the same row.
-    message_id: String,
-    /// The event's key (partition key); required unless `anonymousId` is set. A string or a number.
+    /// The event's id: itself when it is a UUID, else UUIDv5(167b82ba-c7dd-46be-a6d1-43e7838f763c,
+    /// messageId); a resent message is the same row. Every SDK sends one. Left out, the id is a
+    /// fresh UUIDv7: a retry of such a message is not idempotent (a second row).
+    message_id: Option<String>,
+    /// The event's key (partition key); required unless `anonymousId` is set. A string or a
+    /// number (taken as its text).
     user_id: Option<String>,
-    /// The event's key when there is no `userId`.
+    /// The event's key when there is no `userId`. A string or a number.
     anonymous_id: Option<String>,
     /// Track only, required: the event's type; 1 to 128 characters.
     event: Option<String>,
-    /// When it happened, by the client's clock (RFC 3339). Default: the receive time.
+    /// When it happened, by the client's clock (RFC 3339). Default: `originalTimestamp`, else the
+    /// receive time.
     #[schema(format = DateTime)]
     timestamp: Option<String>,
+    /// What RudderStack's SDKs stamp instead of `timestamp`: used, with the same correction,
+    /// when `timestamp` is absent.
+    #[schema(format = DateTime)]
+    original_timestamp: Option<String>,
     /// When the client sent it (RFC 3339); the batch's `sentAt` is used instead when the batch has one.
-    /// `ts` = `timestamp` + (receive time - `sentAt`).
+    /// `ts` = `timestamp` (or `originalTimestamp`) + (receive time - `sentAt`).
     #[schema(format = DateTime)]
     sent_at: Option<String>,
     /// The write key (removed before the message becomes `data`).
@@ -180,21 +223,28 @@ fn answered_by_the_router(error: &ApiError) -> bool {
     matches!(error, ApiError::NotFound)
 }
 
+/// One status's documentation: the lines for `/v1/events`, the lines for the Segment
+/// endpoints, the headers its answers carry.
+type StatusDoc = (Vec<String>, Vec<String>, Vec<String>);
+
 /// Adds every error answer of each ingest path, grouped by status, with the headers the real
 /// answer carries, and lists every code in the `ErrorDetail.code` enum.
 struct ErrorAnswers;
 
 impl Modify for ErrorAnswers {
     fn modify(&self, doc: &mut openapi::OpenApi) {
-        let mut by_status: BTreeMap<u16, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        let mut by_status: BTreeMap<u16, StatusDoc> = BTreeMap::new();
         let mut codes = Vec::new();
         for error in ApiError::all() {
-            codes.push(error.code());
+            if !codes.contains(&error.code()) {
+                codes.push(error.code());
+            }
             if answered_by_the_router(&error) {
                 continue;
             }
-            let (lines, headers) = by_status.entry(error.status().as_u16()).or_default();
-            lines.push(format!("`{}`: {}", error.code(), explain(&error)));
+            let (events, segment, headers) = by_status.entry(error.status().as_u16()).or_default();
+            events.push(format!("`{}`: {}", error.code(), explain(&error, false)));
+            segment.push(format!("`{}`: {}", error.code(), explain(&error, true)));
             let response = error.into_response();
             for name in response.headers().keys() {
                 let name = name.as_str();
@@ -207,7 +257,8 @@ impl Modify for ErrorAnswers {
             ContentBuilder::new().schema(Some(RefOr::Ref(openapi::Ref::from_schema_name("ErrorBody")))).build();
         for path in INGEST_PATHS {
             let Some(post) = doc.paths.paths.get_mut(path).and_then(|item| item.post.as_mut()) else { continue };
-            for (status, (lines, headers)) in &by_status {
+            for (status, (events, segment, headers)) in &by_status {
+                let lines = if is_segment(path) { segment } else { events };
                 let reason = StatusCode::from_u16(*status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
                 let mut response = ResponseBuilder::new()
                     .description(format!(
@@ -234,11 +285,32 @@ impl Modify for ErrorAnswers {
     }
 }
 
-/// What a code means for the client, for the document. A variant not listed here is
-/// documented with its own message (with placeholder values), so nothing is left out.
-fn explain(error: &ApiError) -> String {
+/// What a code means for the client, for the document (`segment`: on a Segment endpoint). A
+/// variant not listed here is documented with its own message (with placeholder values), so
+/// nothing is left out.
+fn explain(error: &ApiError, segment: bool) -> String {
     let text = match error {
+        ApiError::Unauthorized { .. } if segment => {
+            "API keys are configured and the request has no valid write key. Send it as the HTTP Basic username \
+             with an empty password (what the SDKs do) or as the body's `writeKey`; a bearer token or \
+             `?api_key=<key>` also work. The first place that has a key is the one checked"
+        }
+        ApiError::UnsupportedMediaType(_) if segment => {
+            "a content type other than application/json or text/plain (read as JSON; what browsers send); NDJSON \
+             is not taken here; or an encoding other than gzip"
+        }
+        ApiError::NotConfirmed { .. } if segment => {
+            "the broker did not confirm some messages in time: `ids` lists their sluice event ids (each the \
+             `messageId` when it is a UUID, else its UUIDv5 in the namespace 167b82ba-c7dd-46be-a6d1-43e7838f763c, \
+             not the `messageId` itself); resend the whole request (some may have been written; resent messages \
+             with a `messageId` are the same rows)"
+        }
         ApiError::InvalidJson { .. } => "the body is not JSON (or NDJSON), not UTF-8, truncated or nested too deep",
+        ApiError::InvalidEvent { .. } if segment => {
+            "a message is wrong (no `type` in a batch, an unknown type, a track without `event`, neither `userId` \
+             nor `anonymousId`, a bad `timestamp`, nested deeper than 126 levels, ...); `index` says which and the \
+             message names the field"
+        }
         ApiError::InvalidEvent { .. } => {
             "an event is wrong; `index` or `line` says which. With --routes, also an event that fails a `type` or \
              `required = true` its routes declare: `route`, `column` and `path` say where"
@@ -252,9 +324,15 @@ fn explain(error: &ApiError) -> String {
             "/v1/batch: the body is not an object with a `batch` array, or its `sentAt` or `context` is malformed"
         }
         ApiError::MessageTooLarge { .. } => {
-            "Segment endpoints: one message is over 32 KiB (its JSON without whitespace); `index` says which"
+            "Segment endpoints: one message is over 32 KiB (its JSON without whitespace, as sent and again with \
+             the batch `context` merged in); `index` says which"
         }
-        ApiError::Unauthorized => {
+        ApiError::ProducedTooLarge { .. } => {
+            "the request's records as written to Kafka would be more than it may produce: on the Segment \
+             endpoints twice the body limit plus about 1 KiB per message (a batch `context` copied into many \
+             messages), anywhere --max-inflight-bytes (numbers that re-encode longer); the message gives the number"
+        }
+        ApiError::Unauthorized { .. } => {
             "API keys are configured and the request has no valid key: `Authorization: Bearer <key>`, a Basic \
              username, `?api_key=<key>` or, on the Segment endpoints, the body's `writeKey`"
         }
@@ -349,7 +427,7 @@ impl Modify for Cors {
             let refused = ResponseBuilder::new()
                 .description(format!(
                     "`origin_not_allowed`: {} No CORS headers: the browser does not send the request.",
-                    explain(&ApiError::OriginNotAllowed)
+                    explain(&ApiError::OriginNotAllowed, false)
                 ))
                 .content("application/json", error.clone())
                 .build();
@@ -374,6 +452,48 @@ impl Modify for Cors {
                 .response("405", not_preflight)
                 .build();
             item.options = Some(preflight);
+        }
+    }
+}
+
+/// The short Segment paths ([`SEGMENT_ALIASES`]), documented as copies of their endpoints.
+/// Runs first, so every later modifier treats them as the endpoints they are.
+struct Aliases;
+
+impl Modify for Aliases {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        for (alias, path) in SEGMENT_ALIASES {
+            let Some(mut item) = doc.paths.paths.get(path).cloned() else { continue };
+            if let Some(post) = item.post.as_mut() {
+                post.operation_id = post.operation_id.as_ref().map(|id| format!("{id}_short"));
+                post.summary = Some(format!("{path}, at the short path Segment's SDKs post to"));
+                post.description = Some(format!(
+                    "The same endpoint as {path} (same body, answers and errors). analytics.js posts each call to \
+                     the short path of its type (/v1/t, /v1/i, /v1/p, /v1/s, /v1/g, /v1/a) and batches to /v1/b; \
+                     analytics-kotlin and analytics-react-native post their batches to /v1/b."
+                ));
+            }
+            doc.paths.paths.insert(alias.to_owned(), item);
+        }
+    }
+}
+
+/// Fields of the Segment schema the derive cannot say: `userId` and `anonymousId` take
+/// numbers too.
+struct SegmentFields;
+
+impl Modify for SegmentFields {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let Some(RefOr::T(Schema::Object(message))) =
+            doc.components.as_mut().and_then(|c| c.schemas.get_mut("SegmentMessage"))
+        else {
+            return;
+        };
+        for field in ["userId", "anonymousId"] {
+            if let Some(RefOr::T(Schema::Object(property))) = message.properties.get_mut(field) {
+                property.schema_type =
+                    utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Number, Type::Null]);
+            }
         }
     }
 }
@@ -449,7 +569,11 @@ mod tests {
     fn the_segment_endpoints_are_documented_with_their_mapping() {
         let doc = document();
         assert!(doc["paths"]["/v1/batch"]["post"]["responses"]["200"].is_object());
-        assert_eq!(doc["components"]["schemas"]["SegmentMessage"]["required"], serde_json::json!(["messageId"]));
+        let message = &doc["components"]["schemas"]["SegmentMessage"];
+        assert!(message.get("required").is_none(), "no field is required of every message: {message}");
+        assert_eq!(message["properties"]["userId"]["type"], serde_json::json!(["string", "number", "null"]));
+        assert_eq!(message["properties"]["anonymousId"]["type"], serde_json::json!(["string", "number", "null"]));
+        assert!(message["properties"].get("originalTimestamp").is_some());
         assert!(doc["components"]["securitySchemes"]["basic"].is_object());
         let namespace = crate::segment::message::NAMESPACE.to_string();
         assert!(DOCUMENT.contains(&namespace), "the UUIDv5 namespace is in the document");
@@ -458,6 +582,21 @@ mod tests {
             let example = &doc["paths"][&path]["post"]["requestBody"]["content"]["application/json"]["example"];
             assert_eq!(example["type"], kind.name(), "{path} has an example");
         }
+        for (alias, path) in SEGMENT_ALIASES {
+            let (short, long) = (&doc["paths"][alias]["post"], &doc["paths"][path]["post"]);
+            assert_eq!(short["requestBody"], long["requestBody"], "{alias} takes what {path} takes");
+            assert_eq!(short["responses"], long["responses"], "{alias} answers as {path}");
+            assert!(short["description"].as_str().unwrap_or("").contains(path), "{alias} names {path}");
+            assert!(doc["paths"][alias].get("options").is_some(), "{alias} has its preflight");
+        }
+        // The Segment endpoints' own words for what differs from /v1/events.
+        let responses = &doc["paths"]["/v1/batch"]["post"]["responses"];
+        let says = |status: &str, what: &str| responses[status]["description"].as_str().unwrap_or("").contains(what);
+        assert!(says("401", "HTTP Basic username") && says("401", "`writeKey`"));
+        assert!(says("415", "NDJSON is not taken here") && !says("415", "application/x-ndjson"));
+        assert!(says("503", "sluice event ids"));
+        let events = &doc["paths"]["/v1/events"]["post"]["responses"];
+        assert!(events["415"]["description"].as_str().unwrap_or("").contains("application/x-ndjson"));
     }
 
     #[test]

@@ -71,6 +71,18 @@ impl Event {
         }
         let id = optional_id(obj.remove("id"))?.unwrap_or_else(Uuid::now_v7);
         let fields = CommonFields::take(&mut obj)?;
+        // What the sinker could not read must not be acknowledged (a body parsed by serde_json
+        // cannot hold such `data`; a value built by the caller, a Segment message, can).
+        let depth = crate::wire::map_depth(&fields.data);
+        if depth > crate::wire::MAX_DATA_DEPTH {
+            return Err(EventError::field(
+                "data",
+                format!(
+                    "`data` is nested {depth} levels deep (arrays and objects), the limit is {}; flatten it",
+                    crate::wire::MAX_DATA_DEPTH
+                ),
+            ));
+        }
         Ok(Self {
             id,
             event_type: fields.event_type,
@@ -286,6 +298,19 @@ mod tests {
         assert_eq!(e.received_at, now());
         assert!(e.data.is_empty());
         assert_eq!(e.partition_key(), e.id.to_string());
+    }
+
+    #[test]
+    fn data_the_sinker_could_not_read_is_refused() {
+        use crate::wire::MAX_DATA_DEPTH;
+        // `data` itself is one level; `data.a` holds the rest.
+        let nested = |levels: usize| (1..levels).fold(json!(1), |inner, _| json!([inner]));
+        let at_limit = json!({"type": "t", "data": {"a": nested(MAX_DATA_DEPTH)}});
+        assert!(Event::from_api(at_limit, now()).is_ok());
+        let past = json!({"type": "t", "data": {"a": nested(MAX_DATA_DEPTH + 1)}});
+        let err = Event::from_api(past, now()).expect_err("too deep");
+        assert_eq!(err.field, Some("data"));
+        assert_eq!(err.message, "`data` is nested 127 levels deep (arrays and objects), the limit is 126; flatten it");
     }
 
     #[test]

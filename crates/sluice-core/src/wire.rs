@@ -15,6 +15,42 @@ use serde_json::Value;
 
 use crate::event::{json_kind, optional_id, optional_timestamp, CommonFields, Event, EventError};
 
+/// The deepest nesting of arrays and objects a record value can have and still be read by
+/// [`decode`]: serde_json's recursion limit (it starts with 128 levels and refuses the 128th
+/// container), which `decode` parses with. `a_record_at_the_depth_limit_decodes` pins it, so a
+/// serde_json that changes it fails the tests rather than the sinker.
+pub const MAX_RECORD_DEPTH: usize = 127;
+
+/// The deepest an event's `data` can be: its record's own object holds it, one level up. A
+/// producer must refuse deeper data: the sinker could not read the record (`not_json`).
+pub const MAX_DATA_DEPTH: usize = MAX_RECORD_DEPTH - 1;
+
+/// How deeply a JSON value nests arrays and objects: 0 for a scalar, 1 for `[]`, `{"a": 1}`,
+/// 2 for `[[1]]`. Iterative, so any value can be measured, however deep.
+pub fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1usize)];
+    while let Some((value, level)) = stack.pop() {
+        match value {
+            Value::Array(items) => {
+                deepest = deepest.max(level);
+                stack.extend(items.iter().map(|v| (v, level + 1)));
+            }
+            Value::Object(map) => {
+                deepest = deepest.max(level);
+                stack.extend(map.values().map(|v| (v, level + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// [`depth`] of an object given as its map.
+pub fn map_depth(map: &serde_json::Map<String, Value>) -> usize {
+    1 + map.values().map(depth).max().unwrap_or(0)
+}
+
 /// Why a record cannot become a row. The code is stable: it is the dead-letter reason header
 /// and the `reason` label of `sinker_dlq_messages_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -262,6 +298,48 @@ mod tests {
         assert_eq!(key, "u1");
         let back = decode(Some(&value), None, t("2030-01-01T00:00:00Z"), 1 << 20).expect("decodes");
         assert_eq!(back, event);
+    }
+
+    /// `[[...[]...]]`, `levels` deep.
+    fn nested(levels: usize) -> String {
+        format!("{}{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    #[test]
+    fn a_record_at_the_depth_limit_decodes() {
+        let now = t("2026-01-01T00:00:00Z");
+        let record = |data_levels: usize| {
+            // The record object, `data`'s object, then `data.a`'s arrays.
+            format!(
+                r#"{{"id":"0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b","type":"t","data":{{"a":{}}}}}"#,
+                nested(data_levels - 1)
+            )
+        };
+        let at_limit = record(MAX_DATA_DEPTH);
+        let event = decode(Some(at_limit.as_bytes()), None, now, usize::MAX).expect("a record at the limit decodes");
+        assert_eq!(map_depth(&event.data), MAX_DATA_DEPTH);
+        let past = decode(Some(record(MAX_DATA_DEPTH + 1).as_bytes()), None, now, usize::MAX).expect_err("too deep");
+        assert_eq!(past.reason, RejectReason::NotJson);
+        assert!(past.detail.contains("recursion limit"), "{}", past.detail);
+        // The same limit for any value serde_json reads: MAX_RECORD_DEPTH containers.
+        assert!(serde_json::from_str::<Value>(&nested(MAX_RECORD_DEPTH)).is_ok());
+        assert!(serde_json::from_str::<Value>(&nested(MAX_RECORD_DEPTH + 1)).is_err());
+    }
+
+    #[test]
+    fn depth_counts_containers() {
+        for (value, expected) in [
+            (json!(1), 0),
+            (json!([]), 1),
+            (json!({}), 1),
+            (json!({"a": [1, {"b": []}], "c": 2}), 4),
+            (json!([[1], [[2]]]), 3),
+        ] {
+            assert_eq!(depth(&value), expected, "{value}");
+        }
+        assert_eq!(map_depth(json!({"a": {"b": 1}}).as_object().expect("object")), 2);
+        let deep: Value = serde_json::from_str(&nested(MAX_RECORD_DEPTH)).expect("parses");
+        assert_eq!(depth(&deep), MAX_RECORD_DEPTH);
     }
 
     #[test]

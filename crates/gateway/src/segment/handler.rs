@@ -131,13 +131,54 @@ async fn serve(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let result = ingest_messages(state, endpoint, headers, uri.query(), body).await;
+    let result = ingest_messages(state, endpoint, headers, uri.query(), body).await.map_err(|error| match error {
+        // Segment clients send the key as the Basic username or the body's writeKey: say so.
+        ApiError::Unauthorized { .. } => ApiError::Unauthorized { segment: true },
+        other => other,
+    });
     ingest::answer(state, started, result)
 }
 
 /// The largest body: Segment's batch limit, or `--max-body-bytes` when lower.
 pub fn body_limit(max_body_bytes: usize) -> usize {
     BATCH_LIMIT_BYTES.min(max_body_bytes)
+}
+
+/// The most bytes of records one request may produce: twice its body limit, plus the record
+/// overhead `/v1/events` allows each event (`producer::RECORD_OVERHEAD`), within
+/// `--max-inflight-bytes`.
+///
+/// Invariant: a request without a batch `context` does not reach it (short of numbers that
+/// re-encode longer). A message's record is the message, its id and times (about 200 bytes),
+/// and two more copies of its key (the `key` field and the record key) and one of its type,
+/// both of which the message holds already: at most one copy of the message plus one key
+/// (1 KiB), so under twice the message plus `RECORD_OVERHEAD`. Only a batch `context`, copied
+/// into each message, multiplies the bytes: the budget bounds that, and with it the memory a
+/// request can take.
+pub fn produced_limit(body_limit: usize, messages: usize, max_inflight_bytes: usize) -> usize {
+    body_limit
+        .saturating_mul(2)
+        .saturating_add(messages.saturating_mul(crate::producer::RECORD_OVERHEAD))
+        .min(max_inflight_bytes)
+}
+
+/// The length of a JSON value written without whitespace (as it is in the record), counted
+/// without writing it anywhere.
+fn compact_size(data: &serde_json::Map<String, serde_json::Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a JSON map to a sink that cannot fail cannot fail.
+    let _ = serde_json::to_writer(&mut count, data);
+    count.0
 }
 
 async fn ingest_messages(
@@ -190,6 +231,9 @@ async fn ingest_messages(
     };
 
     let context = Envelope { endpoint, sent_at: request.sent_at, context: request.context.as_ref() };
+    let merges = request.context.as_ref().is_some_and(|c| !c.is_empty());
+    let budget = produced_limit(limit, request.messages.len(), config.max_inflight_bytes);
+    let mut produced = 0usize;
     let received_at = Utc::now();
     let mut outgoing = Vec::with_capacity(request.messages.len());
     for (index, raw_message) in request.messages.iter().enumerate() {
@@ -204,12 +248,24 @@ async fn ingest_messages(
             at,
             column: None,
         })?;
+        if merges {
+            // The limit holds for the message as stored, the batch's `context` merged in.
+            let size = compact_size(&event.data);
+            if size > MESSAGE_LIMIT_BYTES {
+                return Err(ApiError::MessageTooLarge { size, limit: MESSAGE_LIMIT_BYTES, at });
+            }
+        }
         if let Some(routes) = &state.routes {
             routes.check_event(&event).map_err(|refusal| route_check::refused(refusal, at))?;
         }
         let record = Outgoing::new(&event);
+        drop(event);
         if record.size() > config.max_event_bytes {
             return Err(ApiError::EventTooLarge { size: record.size(), limit: config.max_event_bytes, at });
+        }
+        produced += record.size();
+        if produced > budget {
+            return Err(ApiError::ProducedTooLarge { limit: budget });
         }
         outgoing.push(record);
     }
@@ -219,4 +275,49 @@ async fn ingest_messages(
 
     ingest::produce_validated(state, &client, &outgoing, deadline).await?;
     Ok((StatusCode::OK, Json(Success { success: true })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// `produced_limit`'s invariant: a batch without `context` never reaches it, even with
+        /// the longest keys and types (multi-byte characters), whatever its body limit is at least.
+        #[test]
+        fn a_batch_without_context_stays_within_its_budget(
+            messages in proptest::collection::vec(("[a-zé€😀]{1,256}", "[a-zé€😀]{1,128}", any::<bool>(), 0u32..1000), 1..40),
+        ) {
+            let batch: Vec<Value> = messages
+                .iter()
+                .enumerate()
+                .map(|(i, (key, event, number_key, n))| {
+                    let user: Value = if *number_key { json!(n) } else { json!(key) };
+                    json!({"type": "track", "messageId": format!("m{i}"), "userId": user, "event": event})
+                })
+                .collect();
+            let body = json!({"batch": batch}).to_string();
+            let envelope = Envelope::default();
+            let received = Utc::now();
+            let mut produced = 0;
+            for message in batch {
+                let event = message::to_event(message, &envelope, received).expect("maps");
+                produced += Outgoing::new(&event).size();
+            }
+            let budget = produced_limit(body.len(), messages.len(), usize::MAX);
+            prop_assert!(produced <= budget, "{produced} bytes of records, budget {budget}");
+        }
+    }
+
+    #[test]
+    fn the_budget_is_twice_the_body_plus_the_record_overhead_within_the_inflight_cap() {
+        let overhead = crate::producer::RECORD_OVERHEAD;
+        assert_eq!(produced_limit(512_000, 120, usize::MAX), 1_024_000 + 120 * overhead);
+        assert_eq!(produced_limit(512_000, 120, 700_000), 700_000);
+        assert_eq!(compact_size(json!({"a": [1, "x"]}).as_object().expect("object")), r#"{"a":[1,"x"]}"#.len());
+    }
 }

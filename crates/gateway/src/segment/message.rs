@@ -1,24 +1,30 @@
-//! One Segment message becomes one sluice event (pure: no I/O, no clock).
+//! One Segment message becomes one sluice event (pure but for a message without `messageId`,
+//! whose id is a fresh UUIDv7: no I/O, no clock otherwise).
 //!
 //! - `id`: the `messageId` when it is a UUID, else the UUIDv5 of it in [`NAMESPACE`], so an SDK
-//!   that resends a message (a retry, or the same call made twice) writes the same row;
+//!   that resends a message (a retry, or the same call made twice) writes the same row; without
+//!   `messageId` (Segment's HTTP API examples have none) a fresh UUIDv7, so a retry of such a
+//!   message is a second row;
 //! - `type`: a track's `event`, else the message type (`identify`, `page`, `screen`, `group`,
 //!   `alias`);
 //! - `key`: `userId`, else `anonymousId` (one user's events share a partition and keep their
 //!   order);
-//! - `ts`: `timestamp` corrected for the client's clock skew (see [`super::skew`]);
+//! - `ts`: `timestamp` (else `originalTimestamp`, what RudderStack's SDKs stamp) corrected for
+//!   the client's clock skew (see [`super::skew`]);
 //! - `data`: the message as sent, less its `writeKey` (a key never reaches the topic or the
 //!   table), with the batch's `context` keys it lacks, and its `type` when the endpoint gave it.
 //!
 //! The event is then validated by `Event::from_api` like any event posted to `/v1/events`, so
-//! the record is the same wire format.
+//! the record is the same wire format. The message, once merged, may nest at most
+//! `sluice_core::wire::MAX_DATA_DEPTH` deep: the record that carries it is one level deeper, and
+//! the sinker could not read a deeper one.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use sha1::{Digest, Sha1};
 use sluice_core::{
     event::{json_kind, storable, MAX_KEY_CHARS, MAX_TYPE_CHARS},
-    Event,
+    wire, Event,
 };
 use uuid::Uuid;
 
@@ -103,13 +109,19 @@ pub fn to_event(value: Value, envelope: &Envelope<'_>, received_at: DateTime<Utc
     };
     message.remove("writeKey");
     let kind = message_type(&mut message, envelope.endpoint)?;
-    let id = event_id(&required_string(&message, "messageId", "every Segment SDK sends one; set a unique id")?);
+    let id = match message.get("messageId") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(event_id(&required_string(&message, "messageId", "set a unique id, or leave it out")?)),
+    };
     let event_type = match kind {
         MessageType::Track => event_name(&message)?,
         other => other.name().to_owned(),
     };
     let key = user_key(&message)?;
-    let timestamp = time(&message, "timestamp")?;
+    let timestamp = match time(&message, "timestamp")? {
+        Some(at) => Some(at),
+        None => time(&message, "originalTimestamp")?,
+    };
     let sent_at = match envelope.sent_at {
         Some(sent_at) => Some(sent_at),
         None => time(&message, "sentAt")?,
@@ -122,13 +134,23 @@ pub fn to_event(value: Value, envelope: &Envelope<'_>, received_at: DateTime<Utc
             }
         }
     }
+    let depth = wire::map_depth(&message);
+    if depth > wire::MAX_DATA_DEPTH {
+        return Err(error(format!(
+            "the message is nested {depth} levels deep (arrays and objects, the message itself counting 1{}), the \
+             limit is {}: the sinker could not read it; flatten it",
+            if envelope.context.is_some() { ", the batch `context` merged in" } else { "" },
+            wire::MAX_DATA_DEPTH
+        )));
+    }
     let received_at = sluice_core::event::to_micros(received_at);
     let ts = skew::event_time(timestamp, sent_at, received_at).ok_or_else(|| {
         error(
-            "`timestamp` corrected for the client's clock skew (timestamp + received_at - sentAt) falls outside \
-             years 1 to 9999; check the client's clock",
+            "`timestamp` (or `originalTimestamp`) corrected for the client's clock skew (timestamp + received_at - \
+             sentAt) falls outside years 1 to 9999; check the client's clock",
         )
     })?;
+    // Without an id, `from_api` makes a fresh UUIDv7.
     let fields = json!({"id": id, "type": event_type, "key": key, "data": Value::Object(message)});
     let mut event = Event::from_api(fields, received_at).map_err(|e| error(e.message))?;
     event.ts = ts;
@@ -318,6 +340,50 @@ mod tests {
     }
 
     #[test]
+    fn original_timestamp_is_the_client_time_when_timestamp_is_absent() {
+        let message = json!({"type": "track", "event": "e", "userId": "u", "messageId": "m",
+            "originalTimestamp": "2026-03-01T11:00:00Z", "sentAt": "2026-03-01T11:59:00Z"});
+        // The same arithmetic as with `timestamp`: the clock is 60.123456 s behind.
+        assert_eq!(ts(&map(message.clone()).expect("maps")), "2026-03-01T11:01:00.123456Z");
+        // `timestamp` wins when both are there (an unparsable originalTimestamp is then kept as sent).
+        let mut both = message;
+        both["timestamp"] = json!("2026-03-01T11:30:00Z");
+        both["originalTimestamp"] = json!("not a time");
+        assert_eq!(ts(&map(both).expect("maps")), "2026-03-01T11:31:00.123456Z");
+    }
+
+    #[test]
+    fn without_a_message_id_the_id_is_a_fresh_uuid_v7() {
+        let message = json!({"type": "page", "userId": "u"});
+        let first = map(message.clone()).expect("maps");
+        let again = map(json!({"type": "page", "userId": "u", "messageId": null})).expect("maps");
+        assert_eq!((first.id.get_version_num(), again.id.get_version_num()), (7, 7));
+        assert_ne!(first.id, again.id, "a resent message without messageId is a second event");
+        assert_eq!(Value::Object(first.data), message, "nothing is added to the message");
+    }
+
+    #[test]
+    fn a_message_the_sinker_could_not_read_is_refused() {
+        // The message object is one level; `properties` holds the rest.
+        let nested = |levels: usize| (1..levels).fold(json!(1), |inner, _| json!([inner]));
+        let message = |levels| json!({"type": "page", "userId": "u", "messageId": "m", "properties": nested(levels)});
+        let at_limit = map(message(wire::MAX_DATA_DEPTH)).expect("at the limit");
+        assert_eq!(wire::map_depth(&at_limit.data), wire::MAX_DATA_DEPTH);
+        let (_, record) = wire::encode(&at_limit);
+        assert!(wire::decode(Some(&record), None, received(), usize::MAX).is_ok(), "the sinker reads it");
+        assert_eq!(
+            map(message(wire::MAX_DATA_DEPTH + 1)).expect_err("too deep"),
+            "the message is nested 127 levels deep (arrays and objects, the message itself counting 1), the limit \
+             is 126: the sinker could not read it; flatten it"
+        );
+        // A batch context merged into the message deepens it too.
+        let context = json!({"deep": nested(wire::MAX_DATA_DEPTH)});
+        let envelope = Envelope { context: context.as_object(), ..batch() };
+        let err = to_event(message(1), &envelope, received()).expect_err("too deep once merged");
+        assert!(err.0.contains("nested 127 levels deep") && err.0.contains("the batch `context` merged in"), "{err}");
+    }
+
+    #[test]
     fn an_endpoint_fills_in_the_type_and_refuses_another() {
         let track = Envelope { endpoint: Some(MessageType::Track), ..batch() };
         let event = to_event(json!({"event": "e", "userId": "u", "messageId": "m"}), &track, received()).expect("maps");
@@ -354,13 +420,14 @@ mod tests {
             (json!({"type": "track", "event": "", "userId": "u", "messageId": "m"}), "`event` is empty: a track message needs the name of what happened"),
             (json!({"type": "page", "messageId": "m"}), "a message needs `userId` or `anonymousId` (who did it); neither is set"),
             (json!({"type": "page", "userId": true, "messageId": "m"}), "`userId` must be a string or a number, got a boolean"),
-            (json!({"type": "page", "userId": "u"}), "missing field `messageId`: every Segment SDK sends one; set a unique id"),
+            (json!({"type": "page", "userId": "u", "messageId": ""}), "`messageId` is empty: set a unique id, or leave it out"),
             (json!({"type": "page", "userId": "u", "messageId": 7}), "`messageId` must be a string, got a number"),
             (json!({"type": "page", "userId": "u", "messageId": "m", "timestamp": "yesterday"}), "`timestamp` must be an RFC 3339 timestamp (e.g. 2026-01-31T12:00:00.000Z), got \"yesterday\""),
             (json!({"type": "page", "userId": "u", "messageId": "m", "sentAt": 5}), "`sentAt` must be an RFC 3339 timestamp string, got a number"),
             (json!({"type": "page", "userId": "u\u{0}", "messageId": "m"}), "`userId` holds a NUL character (\\u0000): PostgreSQL cannot store it; remove it"),
             (json!({"type": "page", "userId": "u", "messageId": "m", "properties": {"a": "\u{0}"}}), "`data` holds a NUL character (\\u0000) at $.properties.a: PostgreSQL cannot store it; remove it"),
-            (json!({"type": "page", "userId": "u", "messageId": "m", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "2026-03-01T12:00:01Z"}), "`timestamp` corrected for the client's clock skew (timestamp + received_at - sentAt) falls outside years 1 to 9999; check the client's clock"),
+            (json!({"type": "page", "userId": "u", "messageId": "m", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "2026-03-01T12:00:01Z"}), "`timestamp` (or `originalTimestamp`) corrected for the client's clock skew (timestamp + received_at - sentAt) falls outside years 1 to 9999; check the client's clock"),
+            (json!({"type": "page", "userId": "u", "messageId": "m", "originalTimestamp": "later"}), "`originalTimestamp` must be an RFC 3339 timestamp (e.g. 2026-01-31T12:00:00.000Z), got \"later\""),
             (json!(["not", "an", "object"]), "a message must be a JSON object, got an array"),
         ];
         for (message, expected) in cases {
@@ -388,6 +455,38 @@ mod tests {
             }
             if other != message_id && Uuid::parse_str(&other).is_err() && Uuid::parse_str(&message_id).is_err() {
                 prop_assert_ne!(event_id(&other), first.id);
+            }
+        }
+
+        /// Whatever the mapping accepts, the sinker reads back as the same event: no 200 ends
+        /// in the dead letters (nesting around the limit, with and without a batch context).
+        #[test]
+        fn every_accepted_message_decodes_as_the_sinker_decodes_it(
+            message in crate::segment::message::tests::message_like(),
+            levels in 100usize..=130,
+            in_context in any::<bool>(),
+        ) {
+            let deep = (1..levels).fold(json!(1), |inner, _| json!([inner]));
+            // A message that maps, with whatever else the strategy made (its fields lose).
+            let mut message = match message {
+                Value::Object(extra) => {
+                    let mut base = json!({"type": "page", "userId": "u", "messageId": "m"});
+                    if let Some(m) = base.as_object_mut() {
+                        for (k, v) in extra { m.entry(k).or_insert(v); }
+                    }
+                    base
+                }
+                other => other,
+            };
+            let context = json!({"deep": deep.clone()});
+            if !in_context {
+                if let Some(m) = message.as_object_mut() { m.insert("properties".to_owned(), deep); }
+            }
+            let envelope = Envelope { context: if in_context { context.as_object() } else { None }, ..batch() };
+            if let Ok(event) = to_event(message, &envelope, received()) {
+                let (_, record) = wire::encode(&event);
+                let later = received() + chrono::TimeDelta::days(1);
+                prop_assert_eq!(wire::decode(Some(&record), None, later, usize::MAX), Ok(event));
             }
         }
 
