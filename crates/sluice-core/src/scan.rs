@@ -23,7 +23,7 @@
 
 use std::{borrow::Cow, fmt, io::Write as _};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{value::RawValue, Map, Value};
 use uuid::Uuid;
@@ -109,8 +109,10 @@ impl<'a> ApiEvent<'a> {
     /// The record value, in the wire format (`wire.rs`): the fields in the order the tree-based
     /// encoder writes them, `type` and `key` as sent, `data` as sent less its whitespace.
     pub fn encode_value(&self) -> Vec<u8> {
+        // The fixed parts: 140 bytes, 7 more with a key (`,"key":`). One allocation, no growth
+        // (whitespace removed from `data` only shortens it).
         let data_len = self.data.map_or(2, str::len);
-        let capacity = 128 + self.type_json.len() + self.key_json.map_or(0, str::len) + data_len;
+        let capacity = 147 + self.type_json.len() + self.key_json.map_or(0, str::len) + data_len;
         let mut out = Vec::with_capacity(capacity);
         out.extend_from_slice(b"{\"id\":\"");
         out.extend_from_slice(self.id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).as_bytes());
@@ -130,6 +132,7 @@ impl<'a> ApiEvent<'a> {
             None => out.extend_from_slice(b"{}"),
         }
         out.push(b'}');
+        debug_assert!(out.len() <= capacity, "the record outgrew its estimate");
         out
     }
 
@@ -149,9 +152,26 @@ impl<'a> ApiEvent<'a> {
 }
 
 /// A timestamp as the tree-based encoder writes it: RFC 3339 in UTC with microseconds, quoted.
+/// Written field by field (chrono's formatter allocates a string for each).
 fn push_timestamp(out: &mut Vec<u8>, t: DateTime<Utc>) {
-    // Writing into a Vec cannot fail; years are 1 to 9999 (storable), so always four digits.
-    let _ = write!(out, "\"{}\"", t.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
+    let nanos = t.nanosecond();
+    // Writing into a Vec cannot fail. Years are 1 to 9999 (`storable`), so always four digits.
+    let _ = if nanos >= 1_000_000_000 {
+        // A leap second (never from `storable`; only a clock could give one): as the tree writes it.
+        write!(out, "\"{}\"", t.to_rfc3339_opts(SecondsFormat::Micros, true))
+    } else {
+        write!(
+            out,
+            "\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z\"",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            nanos / 1000
+        )
+    };
 }
 
 /// Appends valid JSON text without its insignificant whitespace.
@@ -590,6 +610,16 @@ mod tests {
         assert_eq!(event.id.get_version_num(), 7);
         let minimal = ApiEvent::scan(r#"{"type":"t","data":null}"#, t("2026-01-01T00:00:00Z")).expect("accepted");
         assert!(String::from_utf8(minimal.encode_value()).expect("utf-8").ends_with(r#""data":{}}"#));
+    }
+
+    proptest! {
+        #[test]
+        fn timestamps_are_written_as_the_tree_writes_them(secs in -62_135_596_800i64..253_402_300_799, nanos in 0u32..2_000_000_000) {
+            let Some(t) = DateTime::from_timestamp(secs, nanos) else { return Ok(()) };
+            let mut out = Vec::new();
+            push_timestamp(&mut out, t);
+            prop_assert_eq!(String::from_utf8_lossy(&out), serde_json::json!(t.to_rfc3339_opts(SecondsFormat::Micros, true)).to_string());
+        }
     }
 
     #[test]
