@@ -214,9 +214,30 @@ class Bench:
 
     # ---------- scenario 1: ingest capacity ----------
 
+    def wrk(self, name, port, batch, connections, secs):
+        """The external load generator (Debian's wrk), closed loop like loadgen: one static body of
+        `batch` events (no id, no key: each event gets a fresh id, its partition by id), the same
+        256-byte `data` shape as loadgen's. None when wrk is missing and cannot be installed."""
+        if not ensure_wrk():
+            return None
+        pad = uuid.uuid4().hex * 8
+        events = [f'{{"type":"bench","data":{{"seq":{n},"pad":"{pad[:256 - 17 - len(str(n))]}"}}}}' for n in range(batch)]
+        body = events[0] if batch == 1 else "[" + ",".join(events) + "]"
+        script = self.raw / f"wrk-{name}.lua"
+        script.write_text(WRK_SCRIPT.replace("BODY", body))
+        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{secs}", "--timeout", "60s", "-s", str(script),
+                              f"http://127.0.0.1:{port}/v1/events"], capture_output=True, text=True, check=True).stdout
+        (self.raw / f"wrk-{name}.txt").write_text(out)
+        r = json.loads(out.strip().splitlines()[-1])
+        ok = r["requests"] - r["non_2xx"]
+        secs_run = r["duration_us"] / 1e6
+        return {"tool": "wrk", "batch": batch, "concurrency": connections, "events_per_s": ok * batch / secs_run,
+                "requests_per_s": ok / secs_run, "non_2xx": r["non_2xx"], "socket_errors": r["socket_errors"],
+                "latency_ms": {"p50": r["p50_us"] / 1000, "p99": r["p99_us"] / 1000}}
+
     def ingest(self):
-        log("1/9 ingest capacity: gateway vs synchronous INSERT per event, concurrency sweep")
-        concurrencies = [16, 64] if self.quick else [16, 64, 256, 512]
+        log("1/9 ingest capacity: gateway vs synchronous INSERT per event, concurrency sweep (loadgen, then wrk)")
+        concurrencies = [16, 64, 256] if self.quick else [16, 64, 256, 512]
         secs = "5s" if self.quick else "10s"
         rows = []
         topic, group = f"bench_ingest_{uuid.uuid4().hex[:6]}", f"bench_ingest_{uuid.uuid4().hex[:6]}"
@@ -235,15 +256,63 @@ class Bench:
                                  "requests_per_s": r["requests_2xx_per_s"], "non_2xx": r["requests_sent"] - r["requests_2xx"],
                                  "latency_ms": r["latency_ms"]})
                     log(f"  {system:6} batch {batch:3} c={c:3}: {r['events_2xx_per_s']:9.0f} events/s, p99 {r['latency_ms']['p99']} ms")
-        self.results["gateway_rss_mb_saturated"] = gw.rss_mb()
-        for p in (gw, sk, sync):
-            p.stop()
-        self.results["ingest"] = rows
 
         def best(system, batch):
             return max((r for r in rows if r["system"] == system and r["batch"] == batch), key=lambda r: r["events_per_s"])
         self.results["ingest_best"] = {f"{s}_b{b}": best(s, b) for s in ("sluice", "sync") for b in (1, 100)}
+        # The same targets through an external load generator: the synchronous service at its best
+        # loadgen concurrency, sluice at its best for 100-event requests and at 256 connections for
+        # single events (the issue 13 target).
+        external = []
+        plan = [("sync", sync.port, 1, best("sync", 1)["concurrency"]), ("sluice", gw.port, 1, 256),
+                ("sync", sync.port, 100, best("sync", 100)["concurrency"]),
+                ("sluice", gw.port, 100, best("sluice", 100)["concurrency"])]
+        for system, port, batch, c in plan:
+            r = self.wrk(f"ingest-{system}-b{batch}-c{c}", port, batch, c, secs)
+            if r is None:
+                break
+            r["system"] = system
+            external.append(r)
+            log(f"  wrk {system:6} batch {batch:3} c={c:3}: {r['events_per_s']:9.0f} events/s, p99 {r['latency_ms']['p99']} ms")
+        self.results["ingest_external"] = external if external else {"error": "wrk is not installed and could not be installed"}
+        self.results["gateway_rss_mb_saturated"] = gw.rss_mb()
+        for p in (gw, sk, sync):
+            p.stop()
+        self.results["ingest"] = rows
         return rows
+
+    def report_ingest(self):
+        """Section 1 of the report."""
+        R = self.results
+        b = R["ingest_best"]
+        lines = ["## 1. Ingest vs the synchronous-write design", "",
+                 "Closed loop, 256-byte `data`; the gateway (acks=all) with one sinker behind it on 6 partitions.", "",
+                 "| system | events/request | best events/s | at concurrency | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
+        for key in ("sluice_b1", "sync_b1", "sluice_b100", "sync_b100"):
+            r = b[key]
+            lines.append(f"| {r['system']} | {r['batch']} | {r['events_per_s']:.0f} | {r['concurrency']} | {r['latency_ms']['p50']} | {r['latency_ms']['p99']} |")
+        at256 = next((r for r in R["ingest"] if r["system"] == "sluice" and r["batch"] == 1 and r["concurrency"] == 256), b["sluice_b1"])
+        r1 = at256["events_per_s"] / b["sync_b1"]["events_per_s"]
+        r100 = b["sluice_b100"]["events_per_s"] / b["sync_b100"]["events_per_s"]
+        R.setdefault("ratios", {}).update({"ingest_single_c256": r1, "ingest_batch100": r100})
+        lines += ["", f"loadgen: single events at 256 connections **{r1:.1f}x** the synchronous service's best (target 3x); "
+                  f"100-event requests **{r100:.1f}x** (target 20x).", ""]
+        ext = R.get("ingest_external")
+        if isinstance(ext, dict):
+            lines.append(f"External load generator: not measured ({ext['error']}).")
+        elif ext:
+            lines += ["wrk (Debian's 4.1, 2 threads, one static body per run, events without id or key):", "",
+                      "| system | events/request | connections | events/s | p50 ms | p99 ms | non-2xx |", "|---|---|---|---|---|---|---|"]
+            for r in ext:
+                lines.append(f"| {r['system']} | {r['batch']} | {r['concurrency']} | {r['events_per_s']:.0f} | "
+                             f"{r['latency_ms']['p50']:.1f} | {r['latency_ms']['p99']:.1f} | {r['non_2xx']} |")
+            by = {(r["system"], r["batch"]): r["events_per_s"] for r in ext}
+            if len(by) == 4:
+                w1, w100 = by[("sluice", 1)] / by[("sync", 1)], by[("sluice", 100)] / by[("sync", 100)]
+                R["ratios"].update({"ingest_single_c256_wrk": w1, "ingest_batch100_wrk": w100})
+                lines += ["", f"wrk: single events at 256 connections **{w1:.1f}x** (target 3x); 100-event requests **{w100:.1f}x** (target 20x)."]
+        lines += ["", f"Gateway peak RSS after the saturation sweep: **{R['gateway_rss_mb_saturated']:.0f} MB** (target under 100 MB).", ""]
+        return lines
 
     # ---------- scenario 2: decoupling under database stress ----------
 
@@ -595,20 +664,11 @@ class Bench:
 
     def report(self):
         R = self.results
-        b = R["ingest_best"]
         lines = [f"# sluice benchmark report, {R['date']}" + (" (quick mode)" if R["quick"] else ""), "",
                  f"Machine: {R['machine']}", "",
-                 "All figures come from one run of `make bench`; every comparison is against a baseline measured in the same run.", "",
-                 "## 1. Ingest vs the synchronous-write design", "",
-                 "| system | events/request | best events/s | at concurrency | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
-        for key in ("sluice_b1", "sync_b1", "sluice_b100", "sync_b100"):
-            r = b[key]
-            lines.append(f"| {r['system']} | {r['batch']} | {r['events_per_s']:.0f} | {r['concurrency']} | {r['latency_ms']['p50']} | {r['latency_ms']['p99']} |")
-        r1 = b["sluice_b1"]["events_per_s"] / b["sync_b1"]["events_per_s"]
-        r100 = b["sluice_b100"]["events_per_s"] / b["sync_b100"]["events_per_s"]
-        R["ratios"] = {"ingest_single": r1, "ingest_batch100": r100}
-        lines += ["", f"Ratio, single events: **{r1:.1f}x** (target 2x). Ratio, 100-event requests: **{r100:.1f}x** (target 20x).", "",
-                  "![throughput](throughput.png)", "", "## 2. Decoupling under database stress", "",
+                 "All figures come from one run of `make bench`; every comparison is against a baseline measured in the same run.", ""]
+        lines += self.report_ingest()
+        lines += ["![throughput](throughput.png)", "", "## 2. Decoupling under database stress", "",
                   f"Open loop at {R['stress'][0]['rate']} requests/s for both (half the synchronous service's best).", "",
                   "| system | stress | p50 ms | p99 ms | max ms | non-2xx |", "|---|---|---|---|---|---|"]
         for r in R["stress"]:
@@ -652,7 +712,7 @@ class Bench:
             lines.append(f"| {size} | {u:.0f} | {c:.0f} |")
         sinker_rss = max(r["sinker_peak_rss_mb"] for r in R["drain"])
         lines += ["", "## 7. Memory", "",
-                  f"- Gateway peak RSS after the saturation sweep: **{R['gateway_rss_mb_saturated']:.0f} MB** (target under 150 MB).",
+                  f"- Gateway peak RSS after the saturation sweep: **{R['gateway_rss_mb_saturated']:.0f} MB** (target under 100 MB).",
                   f"- Sinker peak RSS while draining {R['drain_events']} events of lag: **{sinker_rss:.0f} MB** (target under 250 MB).", ""]
         lines += self.report_routes()
         (self.out / "report.md").write_text("\n".join(lines) + "\n")
@@ -739,6 +799,36 @@ def stress_db(url, kind, stop):
         stop.wait()
 
 
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[BODY]==]
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests":%d,"duration_us":%d,"non_2xx":%d,"socket_errors":%d,"p50_us":%d,"p99_us":%d}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def ensure_wrk():
+    """wrk on PATH, installed from Debian's packages when missing and running as root."""
+    import shutil
+    if shutil.which("wrk"):
+        return True
+    if os.geteuid() != 0:
+        log("wrk not found and not root: install it with 'sudo apt-get install -y wrk'; the external figures are skipped")
+        return False
+    log("installing wrk with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "--no-install-recommends", "wrk"]):
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            log(f"{' '.join(cmd)} failed: {r.stderr.strip()[-400:]}")
+            return False
+    return shutil.which("wrk") is not None
+
+
 def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
     mem = next((int(l.split()[1]) // 1024 // 1024 for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")), 0)
@@ -779,7 +869,7 @@ def main():
     b.results["wall_seconds"] = time.time() - started
     if args.only:
         lines = [f"# sluice benchmark report, {b.date} (only {args.only}" + (", quick mode)" if args.quick else ")"), "",
-                 f"Machine: {b.results['machine']}", ""] + b.report_routes()
+                 f"Machine: {b.results['machine']}", ""] + (b.report_ingest() if "ingest" in only else []) + b.report_routes()
         (b.out / "report-only.md").write_text("\n".join(lines) + "\n")
         (b.out / "results-only.json").write_text(json.dumps(b.results, indent=1, default=str))
         log(f"done in {time.time() - started:.0f}s: {b.out / 'report-only.md'}")

@@ -174,24 +174,34 @@ fn push_timestamp(out: &mut Vec<u8>, t: DateTime<Utc>) {
     };
 }
 
-/// Appends valid JSON text without its insignificant whitespace.
+/// Appends valid JSON text without its insignificant whitespace: the runs between whitespace are
+/// copied whole, and a string's content is crossed with `memchr` (to its closing quote or its
+/// next escape), not byte by byte.
 pub fn push_compact(out: &mut Vec<u8>, text: &[u8]) {
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in text {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+    let (mut run, mut i) = (0, 0);
+    while let Some(&b) = text.get(i) {
+        match b {
+            b'"' => {
+                // To the closing quote, past escaped characters.
+                i += 1;
+                while let Some(at) = memchr::memchr2(b'"', b'\\', &text[i.min(text.len())..]) {
+                    i += at;
+                    if text[i] == b'"' {
+                        break;
+                    }
+                    i += 2;
+                }
+                i += 1;
             }
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            continue;
-        } else {
-            in_string = b == b'"';
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                out.extend_from_slice(&text[run..i]);
+                i += 1;
+                run = i;
+            }
+            _ => i += 1,
         }
-        out.push(b);
     }
+    out.extend_from_slice(&text[run.min(text.len())..]);
 }
 
 /// A field that may be missing, null or a string: None when it is anything else.
@@ -619,6 +629,19 @@ mod tests {
             let mut out = Vec::new();
             push_timestamp(&mut out, t);
             prop_assert_eq!(String::from_utf8_lossy(&out), serde_json::json!(t.to_rfc3339_opts(SecondsFormat::Micros, true)).to_string());
+        }
+    }
+
+    #[test]
+    fn compacting_keeps_strings_whole() {
+        for (text, compact) in [
+            (" { \"a b\" : [ 1 , \"x \\\" y\\\\\" ] } ", "{\"a b\":[1,\"x \\\" y\\\\\"]}"),
+            ("{}", "{}"),
+            ("{\"\":\"\\\\\"}\n", "{\"\":\"\\\\\"}"),
+        ] {
+            let mut out = Vec::new();
+            push_compact(&mut out, text.as_bytes());
+            assert_eq!(String::from_utf8_lossy(&out), compact, "{text}");
         }
     }
 
