@@ -52,8 +52,10 @@ pub struct Config {
     #[arg(long, env = "SINKER_BATCH_GROW_STEP")]
     pub batch_grow_step: Option<usize>,
 
-    /// How batches are inserted: unnest (one INSERT with one array per column) or copy (COPY
-    /// into a temporary staging table, then INSERT ... SELECT). See BENCHMARKS.md.
+    /// How batches go into `events`: binary-copy (binary COPY straight into the table under a
+    /// savepoint, and a batch holding an id already there written again with the UNNEST
+    /// statement), unnest (one INSERT with one array per column) or copy (CSV COPY into a
+    /// temporary staging table, then INSERT ... SELECT). See BENCHMARKS.md.
     #[arg(long, env = "SINKER_INSERT_METHOD", value_enum, default_value = "unnest")]
     pub insert_method: InsertMethod,
 

@@ -8,7 +8,10 @@ use prometheus::{
 use sluice_core::RejectReason;
 use sluice_routes::ResolvedRoutes;
 
-use crate::{routed::RoutedWritten, store::ErrorKind};
+use crate::{
+    routed::RoutedWritten,
+    store::{CopyPath, ErrorKind},
+};
 
 /// `sinker_rows_written_total{op}` values.
 pub const WRITE_OPS: [&str; 4] = ["inserted", "updated", "deleted", "skipped"];
@@ -38,6 +41,7 @@ pub struct Metrics {
     pub assign_failures: IntCounter,
     pub rows_written: IntCounterVec,
     pub rows_combined: IntCounterVec,
+    pub copy_batches: IntCounterVec,
 }
 
 macro_rules! register {
@@ -186,6 +190,16 @@ impl Metrics {
                 &["route"],
             )
             .expect("valid metric"),
+            copy_batches: IntCounterVec::new(
+                Opts::new(
+                    "sinker_copy_batches_total",
+                    "Batches written by binary COPY, per route (`events`: the built-in route) and path: copy (COPY took \
+                     the batch) or fallback (COPY met a key already there or a refused value, the batch was rolled \
+                     back to its savepoint and written with the conflict-aware statement).",
+                ),
+                &["route", "path"],
+            )
+            .expect("valid metric"),
             registry,
         };
         register!(
@@ -212,6 +226,7 @@ impl Metrics {
             m.assign_failures,
             m.rows_written,
             m.rows_combined,
+            m.copy_batches,
         );
         // Export every label value from the start, so rates work before the first event.
         for reason in RejectReason::ALL {
@@ -225,6 +240,9 @@ impl Metrics {
         }
         for kind in ErrorKind::ALL {
             m.db_errors.with_label_values(&[kind.label()]);
+        }
+        for path in CopyPath::ALL {
+            m.copy_batches.with_label_values(&[crate::store::EVENTS_ROUTE, path.label()]);
         }
         m
     }

@@ -21,7 +21,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use rdkafka::{consumer::Consumer, message::OwnedMessage, Message, Timestamp};
-use sluice_core::{wire, Event, RejectReason, Rejection};
+use sluice_core::{decode_raw, RawEvent, RejectReason, Rejection};
 use sluice_routes::{Op, ResolvedRoutes};
 use tokio::{
     sync::{mpsc, oneshot},
@@ -469,6 +469,9 @@ impl PartitionWorker {
             _ => {
                 m.rows_inserted.inc_by(batch.outcome.inserted);
                 m.duplicates_skipped.inc_by(valid.saturating_sub(batch.outcome.inserted));
+                if let Some(path) = batch.outcome.copy {
+                    m.copy_batches.with_label_values(&[store::EVENTS_ROUTE, path.label()]).inc();
+                }
             }
         }
         for (_, r) in &batch.rejections {
@@ -517,13 +520,15 @@ struct Outcome {
     inserted: u64,
     /// With routes: what each route did.
     routed: Option<RoutedWritten>,
+    /// Without routes, with `--insert-method binary-copy`: the path the batch took.
+    copy: Option<store::CopyPath>,
 }
 
 /// A batch decoded once and retried as often as needed.
 struct Prepared {
     records: Vec<Buffered>,
-    /// Without routes: decoded events with the index of their record.
-    events: Vec<(usize, Event)>,
+    /// Without routes: decoded events (`data` left as text) with the index of their record.
+    events: Vec<(usize, RawEvent)>,
     /// With routes: each record's operations, with the index of the record (records without
     /// operations are in `rejections`).
     units: Vec<(usize, Vec<Op>)>,
@@ -546,7 +551,7 @@ impl Prepared {
         for (i, msg) in records.iter().enumerate() {
             let time = record_time(msg);
             let decoded = match &shared.routes {
-                None => wire::decode(msg.payload(), time, now, shared.max_event_bytes).map(|e| events.push((i, e))),
+                None => decode_raw(msg.payload(), time, now, shared.max_event_bytes).map(|e| events.push((i, e))),
                 Some(routes) => {
                     routed::record_ops(routes, msg, time, now, shared.max_event_bytes).map(|ops| units.push((i, ops)))
                 }
@@ -575,20 +580,27 @@ impl Prepared {
     fn len(&self) -> usize {
         self.events.len() + self.units.len()
     }
+
+    /// The `events` rows of the batch, borrowed from its records.
+    fn event_rows(&self) -> Vec<store::EventRow<'_>> {
+        self.events
+            .iter()
+            .map(|(i, e)| store::EventRow::raw(e, self.records[*i].payload().unwrap_or_default()))
+            .collect()
+    }
 }
 
 /// Writes a batch's rows in the transaction: into `events`, or through the routes.
 async fn write_rows(conn: &mut sqlx::PgConnection, shared: &Shared, batch: &Prepared) -> Result<Outcome, sqlx::Error> {
     match &shared.routes {
         None => {
-            let events: Vec<&Event> = batch.events.iter().map(|(_, e)| e).collect();
-            let inserted = store::insert_batch(conn, &events, shared.insert_method).await?;
-            Ok(Outcome { inserted, routed: None })
+            let inserted = store::insert_batch(conn, &batch.event_rows(), shared.insert_method).await?;
+            Ok(Outcome { inserted: inserted.rows, routed: None, copy: inserted.copy })
         }
         Some(routes) => {
             let units = Units { routes, units: &batch.units };
             let written = routed::write_op_refs(conn, routes, units.ops(0..batch.units.len())).await?;
-            Ok(Outcome { inserted: written.inserted(), routed: Some(written) })
+            Ok(Outcome { inserted: written.inserted(), routed: Some(written), copy: None })
         }
     }
 }
@@ -601,10 +613,9 @@ async fn write_rows_isolating(
 ) -> Result<(Outcome, Vec<(usize, String)>), sqlx::Error> {
     match &shared.routes {
         None => {
-            let events: Vec<&Event> = batch.events.iter().map(|(_, e)| e).collect();
-            let (inserted, refused) = store::insert_isolating(conn, &events).await?;
+            let (inserted, refused) = store::insert_isolating(conn, &batch.event_rows()).await?;
             let refused = refused.into_iter().map(|(i, why)| (batch.events[i].0, why)).collect();
-            Ok((Outcome { inserted, routed: None }, refused))
+            Ok((Outcome { inserted, routed: None, copy: None }, refused))
         }
         Some(routes) => {
             let (parts, refused) = store::write_isolating(conn, &Units { routes, units: &batch.units }).await?;
@@ -613,7 +624,7 @@ async fn write_rows_isolating(
                 written.add(part);
             }
             let refused = refused.into_iter().map(|(i, why)| (batch.units[i].0, why)).collect();
-            Ok((Outcome { inserted: written.inserted(), routed: Some(written) }, refused))
+            Ok((Outcome { inserted: written.inserted(), routed: Some(written), copy: None }, refused))
         }
     }
 }
