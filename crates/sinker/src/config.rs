@@ -56,7 +56,7 @@ pub struct Config {
     /// savepoint, and a batch holding an id already there written again with the UNNEST
     /// statement), unnest (one INSERT with one array per column) or copy (CSV COPY into a
     /// temporary staging table, then INSERT ... SELECT). See BENCHMARKS.md.
-    #[arg(long, env = "SINKER_INSERT_METHOD", value_enum, default_value = "unnest")]
+    #[arg(long, env = "SINKER_INSERT_METHOD", value_enum, default_value = "binary-copy")]
     pub insert_method: InsertMethod,
 
     /// Most record bytes in one batch.

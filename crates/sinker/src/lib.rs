@@ -4,7 +4,7 @@
 //! - [`consumer`]: the poll thread and rebalance callbacks;
 //! - [`sink`]: the dispatcher loop; [`partition`]: one worker per partition;
 //! - [`batch`]: the batching policy; [`adaptive`]: the batch size that follows the database; [`store`]: SQL and error classification;
-//!   [`binary`]: PostgreSQL's binary COPY format;
+//!   [`binary`]: PostgreSQL's binary COPY format; [`batch_tx`]: a batch's transaction opened with its fence in one round trip;
 //! - [`catalog`]: routes resolved against the database's catalog; [`routed`]: the write path
 //!   with routes; [`check`]: `sinker routes check`;
 //! - [`adopt`]: stored offsets from before groups were recorded go to the first group that starts;
@@ -15,6 +15,7 @@ pub mod adaptive;
 pub mod adopt;
 pub mod backoff;
 pub mod batch;
+pub mod batch_tx;
 pub mod binary;
 pub mod catalog;
 pub mod check;

@@ -33,6 +33,7 @@ use crate::{
     adaptive::{SharedSizer, Stopwatch},
     backoff::Backoff,
     batch::{BatchPolicy, Pending},
+    batch_tx::{BatchTx, Opened},
     consumer::{Assignment, SeekRequests, SinkConsumer, RESET_BEYOND_LOG_END},
     dlq::{self, DeadLetters},
     failpoint,
@@ -403,23 +404,24 @@ impl PartitionWorker {
         }
         // The adaptive sizer sees only the database's work, not the waits around it.
         let mut db = Stopwatch::default();
-        let mut tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
+        // BEGIN, the fence (and COPY's savepoint) in one round trip.
+        let savepoint = batch.copies(shared).then_some(store::COPY_SAVEPOINT);
+        let range = (expected, batch.to);
+        let opened =
+            BatchTx::begin_fenced(shared.store.pool(), &shared.group, &shared.topic, self.partition, range, savepoint);
         db.start();
-        if let Fence::Conflict { stored } =
-            store::advance_offset(&mut tx, &shared.group, &shared.topic, self.partition, expected, batch.to)
-                .await
-                .map_err(WriteError::Db)?
-        {
-            return Ok(Written::Conflict { stored });
-        }
+        let mut tx = match opened.await.map_err(WriteError::Db)? {
+            Opened::Advanced(tx) => tx,
+            Opened::Conflict { stored } => return Ok(Written::Conflict { stored }),
+        };
         let (outcome, refused) = match write_rows(&mut tx, shared, batch).await {
             Ok(outcome) => (outcome, Vec::new()),
             Err(e) if store::classify(&e) == ErrorKind::Rejected => {
                 shared.metrics.db_errors.with_label_values(&[ErrorKind::Rejected.label()]).inc();
                 tracing::warn!(error = %e, records = batch.len(), "the database refused a row of the batch; isolating it");
-                drop(tx);
+                tx.rollback().await.map_err(WriteError::Db)?;
                 db.stop();
-                tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
+                tx = BatchTx::begin(shared.store.pool()).await.map_err(WriteError::Db)?;
                 db.start();
                 if let Fence::Conflict { stored } =
                     store::advance_offset(&mut tx, &shared.group, &shared.topic, self.partition, expected, batch.to)
@@ -581,6 +583,11 @@ impl Prepared {
         self.events.len() + self.units.len()
     }
 
+    /// Whether the batch's rows go in by COPY (the transaction then opens with its savepoint).
+    fn copies(&self, shared: &Shared) -> bool {
+        shared.routes.is_none() && shared.insert_method == store::InsertMethod::BinaryCopy && !self.events.is_empty()
+    }
+
     /// The `events` rows of the batch, borrowed from its records.
     fn event_rows(&self) -> Vec<store::EventRow<'_>> {
         self.events
@@ -594,7 +601,8 @@ impl Prepared {
 async fn write_rows(conn: &mut sqlx::PgConnection, shared: &Shared, batch: &Prepared) -> Result<Outcome, sqlx::Error> {
     match &shared.routes {
         None => {
-            let inserted = store::insert_batch(conn, &batch.event_rows(), shared.insert_method).await?;
+            // The transaction opened with COPY's savepoint (see `copies`).
+            let inserted = store::insert_batch(conn, &batch.event_rows(), shared.insert_method, true).await?;
             Ok(Outcome { inserted: inserted.rows, routed: None, copy: inserted.copy })
         }
         Some(routes) => {

@@ -256,18 +256,21 @@ pub struct Inserted {
     pub copy: Option<CopyPath>,
 }
 
-/// Inserts a batch with the chosen method; existing ids are skipped.
+/// Inserts a batch with the chosen method; existing ids are skipped. `savepoint_taken`: the
+/// transaction took [`COPY_SAVEPOINT`] and wrote nothing since (binary COPY then needs no
+/// savepoint of its own).
 pub async fn insert_batch(
     conn: &mut PgConnection,
     events: &[EventRow<'_>],
     method: InsertMethod,
+    savepoint_taken: bool,
 ) -> Result<Inserted, sqlx::Error> {
     match method {
         InsertMethod::BinaryCopy => {
             if events.is_empty() {
                 return Ok(Inserted { rows: 0, copy: None });
             }
-            match try_copy(conn, EVENTS_COPY, &encode_events(events)).await? {
+            match try_copy(conn, EVENTS_COPY, &encode_events(events), savepoint_taken).await? {
                 Some(rows) => Ok(Inserted { rows, copy: Some(CopyPath::Copy) }),
                 None => Ok(Inserted { rows: insert_events(conn, events).await?, copy: Some(CopyPath::Fallback) }),
             }
@@ -294,6 +297,9 @@ pub fn encode_events(events: &[EventRow<'_>]) -> Vec<u8> {
     c.finish()
 }
 
+/// The savepoint a COPY rolls back to when PostgreSQL refuses a row of it.
+pub const COPY_SAVEPOINT: &str = "sluice_copy";
+
 /// The `route` label of the built-in route (every event into `events`).
 pub const EVENTS_ROUTE: &str = "events";
 
@@ -306,8 +312,18 @@ pub const EVENTS_COPY: &str = "COPY events (id, type, key, ts, received_at, data
 /// rolled back to the savepoint, as before the COPY, and the caller writes the batch through
 /// its conflict-aware statements (which skip duplicates, or raise the refusal for isolation).
 /// Any other error is returned as it is.
-pub async fn try_copy(conn: &mut PgConnection, copy: &str, stream: &[u8]) -> Result<Option<u64>, sqlx::Error> {
-    sqlx::query("SAVEPOINT sluice_copy").execute(&mut *conn).await?;
+///
+/// `savepoint_taken`: [`COPY_SAVEPOINT`] was taken with nothing written since (the batch's
+/// transaction opened with it); otherwise it is taken here.
+pub async fn try_copy(
+    conn: &mut PgConnection,
+    copy: &str,
+    stream: &[u8],
+    savepoint_taken: bool,
+) -> Result<Option<u64>, sqlx::Error> {
+    if !savepoint_taken {
+        sqlx::query("SAVEPOINT sluice_copy").execute(&mut *conn).await?;
+    }
     let mut copying = conn.copy_in_raw(copy).await?;
     copying.send(stream).await?;
     match copying.finish().await {

@@ -119,12 +119,12 @@ async fn copy_and_unnest_store_the_same_rows() {
     ] {
         let mut tx = store.pool().begin().await.expect("begin");
         // Without the duplicate, binary COPY takes the batch as it is.
-        let first = store::insert_batch(&mut tx, &refs[..3], method).await.expect("insert");
+        let first = store::insert_batch(&mut tx, &refs[..3], method, false).await.expect("insert");
         assert_eq!(first.rows, 3, "{method:?}");
-        let rest = store::insert_batch(&mut tx, &refs, method).await.expect("insert");
+        let rest = store::insert_batch(&mut tx, &refs, method, false).await.expect("insert");
         assert_eq!(rest.rows, 3, "{method:?}: the three already there are skipped");
         assert_eq!(
-            store::insert_batch(&mut tx, &refs, method).await.expect("insert").rows,
+            store::insert_batch(&mut tx, &refs, method, false).await.expect("insert").rows,
             0,
             "{method:?}: replays skip"
         );
@@ -152,4 +152,57 @@ async fn copy_and_unnest_store_the_same_rows() {
     assert_eq!(a, c, "binary COPY stores what UNNEST stores");
     assert!(a.iter().any(|r| r.2.as_deref() == Some("")), "an empty key is not NULL");
     assert!(a.iter().filter(|r| r.2.is_none()).count() == 4, "absent keys are NULL");
+}
+
+#[tokio::test]
+async fn a_fenced_begin_moves_the_fence_in_one_round_trip_and_leaves_no_transaction_open_on_conflict() {
+    use sinker::batch_tx::{BatchTx, Opened};
+    let store = fresh_store().await;
+    let batch = events(4);
+    let rows: Vec<EventRow<'_>> = batch.iter().map(EventRow::from).collect();
+    // A group name that needs quoting in a literal.
+    let group = "g'\\1";
+    let Opened::Advanced(mut tx) =
+        BatchTx::begin_fenced(store.pool(), group, "t", 0, (0, 4), Some(store::COPY_SAVEPOINT)).await.expect("begin")
+    else {
+        panic!("the first fence moves");
+    };
+    let inserted = store::insert_batch(&mut tx, &rows, store::InsertMethod::BinaryCopy, true).await.expect("insert");
+    assert_eq!((inserted.rows, inserted.copy), (4, Some(store::CopyPath::Copy)));
+    tx.commit().await.expect("commit");
+
+    // A stale writer: refused with the stored offset; nothing stays open on its connection.
+    for _ in 0..20 {
+        match BatchTx::begin_fenced(store.pool(), group, "t", 0, (0, 2), None).await.expect("begin") {
+            Opened::Conflict { stored } => assert_eq!(stored, 4),
+            Opened::Advanced(_) => panic!("a stale fence must not move"),
+        }
+    }
+    // Replaying the same rows after the fence: COPY meets the keys, rolls back to the savepoint
+    // taken with the fence, and the conflict-aware statement skips them.
+    let Opened::Advanced(mut tx) =
+        BatchTx::begin_fenced(store.pool(), group, "t", 0, (4, 8), Some(store::COPY_SAVEPOINT)).await.expect("begin")
+    else {
+        panic!("the fence moves from where it stands");
+    };
+    let again = store::insert_batch(&mut tx, &rows, store::InsertMethod::BinaryCopy, true).await.expect("insert");
+    assert_eq!((again.rows, again.copy), (0, Some(store::CopyPath::Fallback)));
+    tx.commit().await.expect("commit");
+    // An attempt dropped while open (cancelled) rolls back: its fence did not move.
+    let Opened::Advanced(tx) = BatchTx::begin_fenced(store.pool(), group, "t", 0, (8, 9), None).await.expect("begin")
+    else {
+        panic!("the fence moves");
+    };
+    drop(tx);
+    let stored = store.load_offsets(group, "t", &[0]).await.expect("offsets");
+    assert_eq!(stored.get(&0), Some(&8));
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("sessions");
+    assert_eq!(open, 0, "no pooled session is left inside a transaction");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.pool()).await.expect("count");
+    assert_eq!(rows, 4);
 }
