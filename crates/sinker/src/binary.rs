@@ -168,25 +168,51 @@ fn pg_micros(t: NaiveDateTime) -> i64 {
     (utc.timestamp() - PG_EPOCH_UNIX_SECONDS) * 1_000_000 + i64::from(utc.timestamp_subsec_micros())
 }
 
-/// A decimal string (`-12.340`, `7`, `1e5` is not one) as numeric's binary send format:
-/// ndigits, weight, sign, dscale (16-bit each), then base-10000 digits. None when it is not
-/// a plain decimal (`NaN` and infinities included: routes refuse them before this).
+/// A decimal string (`-12.340`, `7`, `.5`, `1.5e-3`) as numeric's binary send format:
+/// ndigits, weight, sign, dscale (16-bit each), then base-10000 digits. The display scale is
+/// what `numeric_in` gives the same text (the fraction's digits less the exponent, at least 0).
+/// None when it is not a decimal number (`NaN` and infinities included: routes refuse them
+/// before this) or is beyond what the encoding holds.
 pub fn numeric(text: &str) -> Option<Vec<u8>> {
     let (negative, unsigned) = match text.as_bytes().first()? {
         b'-' => (true, &text[1..]),
         b'+' => (false, &text[1..]),
         _ => (false, text),
     };
-    let (int_part, frac_part) = match unsigned.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (unsigned, ""),
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(i) => (&unsigned[..i], unsigned[i + 1..].parse::<i32>().ok()?),
+        None => (unsigned, 0),
     };
-    if int_part.is_empty() && frac_part.is_empty() {
+    if exponent.unsigned_abs() > 200_000 {
         return None;
     }
-    if !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
+    let (int_part, frac_part) = match mantissa.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (mantissa, ""),
+    };
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit())
+    {
         return None;
     }
+    // Move the point by the exponent: the digits stay, the split between int and frac moves.
+    let digits = format!("{int_part}{frac_part}");
+    let point = i64::try_from(int_part.len()).ok()? + i64::from(exponent);
+    let (int_digits, frac_digits) = if point <= 0 {
+        let zeros = usize::try_from(-point).ok()?;
+        (String::new(), format!("{}{digits}", "0".repeat(zeros)))
+    } else if usize::try_from(point).ok()? >= digits.len() {
+        let zeros = usize::try_from(point).ok()? - digits.len();
+        (format!("{digits}{}", "0".repeat(zeros)), String::new())
+    } else {
+        let at = usize::try_from(point).ok()?;
+        (digits[..at].to_owned(), digits[at..].to_owned())
+    };
+    numeric_parts(negative, &int_digits, &frac_digits)
+}
+
+/// [`numeric`] of a number already split at its point (digits only).
+fn numeric_parts(negative: bool, int_part: &str, frac_part: &str) -> Option<Vec<u8>> {
     let dscale = u16::try_from(frac_part.len()).ok()?;
     let int_part = int_part.trim_start_matches('0');
     // Group digits by 4 around the decimal point: pad the integer part on the left and the
@@ -241,7 +267,12 @@ mod tests {
         assert_eq!(numeric("-0.00"), Some(vec![0, 0, 0, 0, 0, 0, 0, 2]));
         // 10000 -> [1], weight 1.
         assert_eq!(numeric("10000"), Some(vec![0, 1, 0, 1, 0, 0, 0, 0, 0, 1]));
-        for bad in ["", "-", ".", "NaN", "1e5", "1.2.3", "Infinity", "１"] {
+        // Exponents move the point; the scale is the fraction's digits less the exponent.
+        assert_eq!(numeric("1.5e-3"), numeric("0.0015"));
+        assert_eq!(numeric("1.50e2"), numeric("150"));
+        assert_eq!(numeric("12e2"), numeric("1200"));
+        assert_eq!(numeric(".5"), numeric("0.5"));
+        for bad in ["", "-", ".", "NaN", "e5", "1.2.3", "Infinity", "１", "1e"] {
             assert_eq!(numeric(bad), None, "{bad}");
         }
     }

@@ -6,7 +6,7 @@
 //! - [`batch`]: the batching policy; [`adaptive`]: the batch size that follows the database; [`store`]: SQL and error classification;
 //!   [`binary`]: PostgreSQL's binary COPY format; [`batch_tx`]: a batch's transaction opened with its fence in one round trip;
 //! - [`catalog`]: routes resolved against the database's catalog; [`routed`]: the write path
-//!   with routes; [`check`]: `sinker routes check`;
+//!   with routes; [`routed_copy`]: binary COPY for insert routes; [`check`]: `sinker routes check`;
 //! - [`adopt`]: stored offsets from before groups were recorded go to the first group that starts;
 //! - [`flow`]: the byte budget and pause state; [`commits`]: monotonic Kafka commits;
 //! - [`dlq`]: dead letters; [`metrics`], [`http`]; [`backoff`]; [`failpoint`] (tests).
@@ -29,6 +29,7 @@ pub mod http;
 pub mod metrics;
 pub mod partition;
 pub mod routed;
+pub mod routed_copy;
 pub mod run;
 pub mod sink;
 pub mod store;

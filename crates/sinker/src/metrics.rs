@@ -254,6 +254,11 @@ impl Metrics {
                 self.rows_written.with_label_values(&[route.name.as_str(), op]);
             }
             self.rows_combined.with_label_values(&[route.name.as_str()]);
+            if route.mode == sluice_routes::Mode::Insert {
+                for path in CopyPath::ALL {
+                    self.copy_batches.with_label_values(&[route.name.as_str(), path.label()]);
+                }
+            }
         }
     }
 
@@ -270,6 +275,9 @@ impl Metrics {
         }
         for (&index, &n) in &written.folded {
             self.rows_combined.with_label_values(&[routes.file.routes[index].name.as_str()]).inc_by(n);
+        }
+        for (&(index, path), &n) in &written.copies {
+            self.copy_batches.with_label_values(&[routes.file.routes[index].name.as_str(), path.label()]).inc_by(n);
         }
     }
 

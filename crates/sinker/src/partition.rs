@@ -607,7 +607,8 @@ async fn write_rows(conn: &mut sqlx::PgConnection, shared: &Shared, batch: &Prep
         }
         Some(routes) => {
             let units = Units { routes, units: &batch.units };
-            let written = routed::write_op_refs(conn, routes, units.ops(0..batch.units.len())).await?;
+            let copy = shared.insert_method == store::InsertMethod::BinaryCopy;
+            let written = routed::write_op_refs(conn, routes, units.ops(0..batch.units.len()), copy).await?;
             Ok(Outcome { inserted: written.inserted(), routed: Some(written), copy: None })
         }
     }

@@ -17,10 +17,13 @@ use std::{collections::BTreeMap, ops::Range};
 use chrono::{DateTime, Utc};
 use rdkafka::{message::OwnedMessage, Message};
 use sluice_core::{wire, RejectReason, Rejection};
-use sluice_routes::{combine, sql, Op, RecordError, ResolvedRoutes, StatementKind};
+use sluice_routes::{combine, sql, Mode, Op, RecordError, ResolvedRoutes, StatementKind};
 use sqlx::{PgConnection, Row as _};
 
-use crate::store::Chunks;
+use crate::{
+    routed_copy,
+    store::{self, Chunks, CopyPath},
+};
 
 /// What a route's statements did, per `sinker_rows_written_total{op}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,6 +51,8 @@ impl RouteCounts {
 pub struct RoutedWritten {
     pub routes: BTreeMap<usize, RouteCounts>,
     pub folded: BTreeMap<usize, u64>,
+    /// Insert groups written by binary COPY, per route index and path.
+    pub copies: BTreeMap<(usize, CopyPath), u64>,
 }
 
 impl RoutedWritten {
@@ -57,6 +62,9 @@ impl RoutedWritten {
         }
         for (route, n) in other.folded {
             *self.folded.entry(route).or_default() += n;
+        }
+        for (key, n) in other.copies {
+            *self.copies.entry(key).or_default() += n;
         }
     }
 
@@ -112,14 +120,17 @@ pub async fn write_ops(
     routes: &ResolvedRoutes,
     ops: Vec<Op>,
 ) -> Result<RoutedWritten, sqlx::Error> {
-    write_op_refs(conn, routes, &ops).await
+    write_op_refs(conn, routes, &ops, false).await
 }
 
-/// [`write_ops`] over borrowed operations (in offset order).
+/// [`write_ops`] over borrowed operations (in offset order). With `copy`, an insert route's
+/// groups go by binary COPY (`routed_copy.rs`) under a savepoint, and a group COPY cannot take
+/// (a key already there, a refused value) through its statement.
 pub async fn write_op_refs<'o>(
     conn: &mut PgConnection,
     routes: &ResolvedRoutes,
     ops: impl IntoIterator<Item = &'o Op>,
+    copy: bool,
 ) -> Result<RoutedWritten, sqlx::Error> {
     let combined = combine(ops);
     let mut written = RoutedWritten { folded: combined.folded, ..RoutedWritten::default() };
@@ -131,6 +142,25 @@ pub async fn write_op_refs<'o>(
                 query = query.bind(array);
             }
             let sent = group.ops.len() as u64;
+            let route = &routes.routes[group.route];
+            let stream = (copy
+                && group.kind == StatementKind::Insert
+                && route.mode() == Mode::Insert
+                && routed_copy::copyable(route))
+            .then(|| routed_copy::encode_group(route, &statement, &group.ops))
+            .flatten();
+            if let Some(stream) = stream {
+                let copied =
+                    store::try_copy(conn, &routed_copy::copy_sql(route, &statement.columns), &stream, false).await?;
+                let path = if copied.is_some() { CopyPath::Copy } else { CopyPath::Fallback };
+                *written.copies.entry((group.route, path)).or_default() += 1;
+                if let Some(inserted) = copied {
+                    let counts =
+                        RouteCounts { inserted, skipped: sent.saturating_sub(inserted), ..RouteCounts::default() };
+                    written.routes.entry(group.route).or_default().add(counts);
+                    continue;
+                }
+            }
             let counts = match group.kind {
                 StatementKind::Insert => {
                     let inserted = query.execute(&mut *conn).await?.rows_affected();
@@ -183,6 +213,7 @@ impl Chunks for Units<'_> {
     }
 
     async fn write(&self, conn: &mut PgConnection, range: Range<usize>) -> Result<RoutedWritten, sqlx::Error> {
-        write_op_refs(conn, self.routes, self.ops(range)).await
+        // Isolation halves what PostgreSQL refused: the statements say which rows.
+        write_op_refs(conn, self.routes, self.ops(range), false).await
     }
 }

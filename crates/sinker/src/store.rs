@@ -228,7 +228,7 @@ pub enum InsertMethod {
 }
 
 /// How a batch went in with [`InsertMethod::BinaryCopy`], per `sinker_copy_batches_total{path}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CopyPath {
     /// COPY took the whole batch.
     Copy,
