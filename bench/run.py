@@ -83,6 +83,14 @@ def checkpoint(url):
         log(f"  (no CHECKPOINT before the timed parts: {e})")
 
 
+def drop_db(url):
+    name = url.rsplit("/", 1)[1]
+    try:
+        psql(ADMIN_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    except RuntimeError as e:
+        log(f"  (could not drop {name}: {e})")
+
+
 def topic_create(name, partitions):
     subprocess.run(["bash", str(STACK), "topic-create", name, str(partitions)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -132,6 +140,11 @@ def scrape(ports):
     return out
 
 
+def labels(series):
+    """The labels of a scraped series name: {'route': 'events', ...}."""
+    return dict(re.findall(r'(\w+)="([^"]*)"', series.partition("{")[2]))
+
+
 def sample(scraped, name, **labels):
     """The value of `name` with exactly these labels in a scrape (0 when absent)."""
     want = dict(labels)
@@ -165,6 +178,14 @@ class Proc:
 
     def rss_mb(self):
         return peak_rss_mb(self.p.pid)
+
+    def cpu_seconds(self):
+        """User + system CPU time so far (None once gone)."""
+        try:
+            fields = Path(f"/proc/{self.p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
 
     def stop(self):
         if self.p.poll() is None:
@@ -340,6 +361,7 @@ class Bench:
                 raise RuntimeError(f"drain of {topic} stuck at {n}/{events}")
             time.sleep(0.25)
         seconds = time.time() - start
+        cpu = sum(p.cpu_seconds() or 0 for p in procs)
         scraped = None
         if metrics:
             # The counters move right after each COMMIT: wait until every record's batch is counted.
@@ -356,7 +378,7 @@ class Bench:
         if rows != expected:
             raise RuntimeError(f"drain of {topic}: {rows} rows in {', '.join(tables)} for {expected} expected")
         return {"seconds": seconds, "rows_per_s": events / seconds, "peak_rss_mb": peak, "series": series if sample else None,
-                "url": url, "metrics": scraped, "load_before": round(load_before, 2)}
+                "url": url, "metrics": scraped, "load_before": round(load_before, 2), "sinker_cpu_seconds": cpu}
 
     def copy_baseline(self, url, events):
         """The physical limit: COPY the same rows into an identical table (same primary key)."""
@@ -400,19 +422,28 @@ class Bench:
         events = 100_000 if self.quick else 1_000_000
         log(f"target: one sinker, 6 partitions, {events} events of 256-byte data vs COPY of the same rows")
         topic, n = self.prefill(6, events)
-        d = self.drain(topic, n, 1, sample=True)
+        d = self.drain(topic, n, 1, sample=True, metrics=True)
         c = self.copy_baseline(d["url"], n)
         ratio = d["rows_per_s"] / c["rows_per_s"]
-        m = d.get("metrics") or {}
+        m = self.scraped_copy_metrics(d)
+        # Two tables of 1M rows and a topic of 1M records: gigabytes a shared machine needs back.
+        drop_db(d["url"])
+        subprocess.run(["bash", str(STACK), "topic-delete", topic], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.results["target"] = {"events": n, "partitions": 6, "sinkers": 1, "sluice_rows_per_s": d["rows_per_s"],
                                   "sluice_seconds": d["seconds"], "copy_rows_per_s": c["rows_per_s"],
                                   "copy_seconds": c["seconds"], "ratio": ratio, "sinker_peak_rss_mb": d["peak_rss_mb"],
-                                  "load_before": d["load_before"], "metrics": {k: v for k, v in m.items()
-                                                                               if k.startswith("sinker_copy_")
-                                                                               or k.startswith("sinker_batch_")}}
+                                  "load_before": d["load_before"], "sinker_cpu_seconds": d["sinker_cpu_seconds"],
+                                  "metrics": m}
         log(f"  sluice {d['rows_per_s']:8.0f} rows/s ({d['seconds']:.1f} s), COPY {c['rows_per_s']:8.0f} rows/s "
             f"({c['seconds']:.1f} s): {ratio:.2f}x (target 0.8x), sinker peak RSS {d['peak_rss_mb']:.0f} MB, "
-            f"load before {d['load_before']}")
+            f"sinker CPU {d['sinker_cpu_seconds']:.1f} s ({1e6 * d['sinker_cpu_seconds'] / n:.1f} us/row), "
+            f"load before {d['load_before']}, metrics {m}")
+
+    @staticmethod
+    def scraped_copy_metrics(d):
+        """The batch and COPY-path counters of a drain's sinkers, when they were scraped."""
+        return {k: v for k, v in (d.get("metrics") or {}).items()
+                if k.startswith("sinker_copy_batches_total") or k in ("sinker_batch_rows_count", "sinker_batch_rows_sum")}
 
     def report_target(self):
         R = self.results
@@ -431,7 +462,12 @@ class Bench:
                   f"| sluice sinker | {t['sluice_seconds']:.1f} | {t['sluice_rows_per_s']:.0f} |",
                   f"| COPY (psql \\copy, CSV) | {t['copy_seconds']:.1f} | {t['copy_rows_per_s']:.0f} |", "",
                   f"Ratio: **{t['ratio']:.2f}x** (target 0.8x: {'met' if t['ratio'] >= 0.8 else 'missed'}). "
-                  f"Sinker peak RSS {t['sinker_peak_rss_mb']:.0f} MB (budget: `--max-buffered-bytes`, 256 MiB by default). "
+                  f"Sinker peak RSS {t['sinker_peak_rss_mb']:.0f} MB (budget: `--max-buffered-bytes`, 256 MiB by default); "
+                  f"sinker CPU {t['sinker_cpu_seconds']:.1f} s ({1e6 * t['sinker_cpu_seconds'] / t['events']:.1f} us per row). "
+                  f"Batches: {t['metrics'].get('sinker_batch_rows_count', 0):.0f}; COPY paths: "
+                  + (", ".join(f"{labels(k).get('path')} {v:.0f}"
+                               for k, v in t["metrics"].items() if k.startswith("sinker_copy_batches_total") and v)
+                     or "none") + ". "
                   f"Load average before the drain: {t['load_before']}.", ""]
         return lines
 

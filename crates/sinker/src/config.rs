@@ -88,7 +88,7 @@ pub struct Config {
     /// Payload and key bytes the whole process holds, read from Kafka and not yet written, over
     /// all partitions. A partition that receives a record while the budget is used up is paused
     /// (and the record fetched again later); paused partitions resume, least-holding first, when
-    /// the total falls to half. librdkafka's own prefetch queue is sized at a sixteenth of it.
+    /// the total falls to half. librdkafka's own prefetch queue is sized at an eighth of it.
     #[arg(long, env = "SINKER_MAX_BUFFERED_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_buffered_bytes: usize,
 

@@ -585,7 +585,11 @@ impl Prepared {
 
     /// Whether the batch's rows go in by COPY (the transaction then opens with its savepoint).
     fn copies(&self, shared: &Shared) -> bool {
-        shared.routes.is_none() && shared.insert_method == store::InsertMethod::BinaryCopy && !self.events.is_empty()
+        shared.insert_method == store::InsertMethod::BinaryCopy
+            && match &shared.routes {
+                None => !self.events.is_empty(),
+                Some(routes) => !self.units.is_empty() && routed::copies(routes),
+            }
     }
 
     /// The `events` rows of the batch, borrowed from its records.
@@ -607,8 +611,9 @@ async fn write_rows(conn: &mut sqlx::PgConnection, shared: &Shared, batch: &Prep
         }
         Some(routes) => {
             let units = Units { routes, units: &batch.units };
-            let copy = shared.insert_method == store::InsertMethod::BinaryCopy;
-            let written = routed::write_op_refs(conn, routes, units.ops(0..batch.units.len()), copy).await?;
+            // The transaction opened with COPY's savepoint when the routes COPY (see `copies`).
+            let written =
+                routed::write_op_refs(conn, routes, units.ops(0..batch.units.len()), batch.copies(shared)).await?;
             Ok(Outcome { inserted: written.inserted(), routed: Some(written), copy: None })
         }
     }
