@@ -73,7 +73,15 @@ impl BatchTx {
     ) -> Result<Opened, sqlx::Error> {
         let mut tx = Self { conn: Some(pool.acquire().await?) };
         let sql = begin_fenced_sql(group, topic, partition, expected, to, savepoint);
-        let rows = tx.fetch_all(sql.as_str()).await?;
+        let rows = match tx.fetch_all(sql.as_str()).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                // A lock or statement timeout leaves a healthy connection: give it back rolled
+                // back rather than close it (a broken one is closed by the drop).
+                let _ = tx.rollback().await;
+                return Err(error);
+            }
+        };
         if rows.iter().any(|row| row.try_get::<i64, _>(0).is_ok()) {
             return Ok(Opened::Advanced(tx));
         }
