@@ -5,6 +5,7 @@
 pub mod event;
 pub mod kafka;
 pub mod metrics;
+pub mod raw;
 pub mod secret;
 pub mod shutdown;
 pub mod task;
@@ -12,4 +13,5 @@ pub mod telemetry;
 pub mod wire;
 
 pub use event::{Event, EventError};
+pub use raw::{decode_raw, RawData, RawEvent};
 pub use wire::{RejectReason, Rejection};
