@@ -248,11 +248,23 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A port for Connect's REST listener. Picked below the kernel's ephemeral range (where client
+# connections, Kafka's and PostgreSQL's included, take their local ports, so a port found free
+# there can be taken a moment later) and checked by binding it, not by connecting to it (a port
+# held by an outgoing connection refuses nothing but cannot be bound). The start below still
+# retries on a bind failure: nothing reserves the port between this check and Java's bind.
 free_port() {
-  local p
+  local p low=32768
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  [ "$low" -gt 11000 ] || low=32768
   for _ in $(seq 1 100); do
-    p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-    port_open "$p" || { echo "$p"; return 0; }
+    p=$((10000 + (RANDOM * 32768 + RANDOM) % (low - 10000)))
+    port_open "$p" && continue
+    if command -v python3 >/dev/null; then
+      python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.close()' "$p" 2>/dev/null || continue
+    fi
+    echo "$p"
+    return 0
   done
   die "no free TCP port found for Connect's REST API"
 }
@@ -298,7 +310,7 @@ logger.c3p0.name = com.mchange
 logger.c3p0.level = WARN
 EOF
 
-REST_PORT=$(free_port)
+write_worker_properties() {
 cat >"$TMP/worker.properties" <<EOF
 bootstrap.servers=$BROKERS
 key.converter=org.apache.kafka.connect.storage.StringConverter
@@ -312,6 +324,7 @@ plugin.path=$LIBS/plugins
 plugin.discovery=service_load
 connector.client.config.override.policy=All
 EOF
+}
 
 UNNEST=false
 [ "$WRITER" = unnest ] && UNNEST=true
@@ -389,33 +402,52 @@ log "produced in $(elapsed "$t0" "$(now)") s"
 # ---------------------------------------------------------------------------
 # 3. Connect worker (not timed)
 # ---------------------------------------------------------------------------
-log "starting Kafka Connect standalone (REST on 127.0.0.1:$REST_PORT, heap $HEAP)"
-t_worker=$(now)
-"$JAVA" -Xms256m "-Xmx$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=50 \
-  -Dlog4j2.configurationFile="$TMP/connect-log4j2.properties" \
-  -cp "$LIBS/worker/*" org.apache.kafka.connect.cli.ConnectStandalone "$TMP/worker.properties" \
-  </dev/null >"$CONNECT_OUT" 2>&1 &
-CONNECT_PID=$!
-# watchdog: should this script die without its traps (kill -9), stop the worker anyway
-(
-  while kill -0 "$CONNECT_PID" 2>/dev/null; do
-    if ! kill -0 $$ 2>/dev/null; then
-      kill -TERM "$CONNECT_PID" 2>/dev/null
-      sleep 20
-      kill -KILL "$CONNECT_PID" 2>/dev/null
-      exit 0
-    fi
-    sleep 1
-  done
-) </dev/null >/dev/null 2>&1 &
-
-REST=http://127.0.0.1:$REST_PORT
 rest() { curl -sS --max-time 10 "$@"; }
-deadline=$((SECONDS + 120))
-until rest -o /dev/null -f "$REST/connector-plugins" 2>/dev/null; do
-  kill -0 "$CONNECT_PID" 2>/dev/null || die "Kafka Connect exited during start-up"
-  [ $SECONDS -lt $deadline ] || die "Kafka Connect's REST API did not answer within 120 s"
-  sleep 0.5
+# Starts the worker and waits for its REST API; returns 3 when the listener's port was taken
+# (BindException), so the caller picks another port and starts again.
+start_worker() {
+  REST_PORT=$(free_port)
+  write_worker_properties
+  REST=http://127.0.0.1:$REST_PORT
+  : >"$CONNECT_LOG"
+  log "starting Kafka Connect standalone (REST on 127.0.0.1:$REST_PORT, heap $HEAP)"
+  "$JAVA" -Xms256m "-Xmx$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=50 \
+    -Dlog4j2.configurationFile="$TMP/connect-log4j2.properties" \
+    -cp "$LIBS/worker/*" org.apache.kafka.connect.cli.ConnectStandalone "$TMP/worker.properties" \
+    </dev/null >"$CONNECT_OUT" 2>&1 &
+  CONNECT_PID=$!
+  # watchdog: should this script die without its traps (kill -9), stop the worker anyway
+  (
+    while kill -0 "$CONNECT_PID" 2>/dev/null; do
+      if ! kill -0 $$ 2>/dev/null; then
+        kill -TERM "$CONNECT_PID" 2>/dev/null
+        sleep 20
+        kill -KILL "$CONNECT_PID" 2>/dev/null
+        exit 0
+      fi
+      sleep 1
+    done
+  ) </dev/null >/dev/null 2>&1 &
+  local deadline=$((SECONDS + 120))
+  until rest -o /dev/null -f "$REST/connector-plugins" 2>/dev/null; do
+    if grep -qs 'BindException\|Address already in use' "$CONNECT_LOG" "$CONNECT_OUT"; then
+      log "port $REST_PORT was taken before Connect bound it; stopping the worker to start again on another port"
+      kill -TERM "$CONNECT_PID" 2>/dev/null || true
+      wait "$CONNECT_PID" 2>/dev/null || true
+      CONNECT_PID=
+      return 3
+    fi
+    kill -0 "$CONNECT_PID" 2>/dev/null || die "Kafka Connect exited during start-up"
+    [ $SECONDS -lt $deadline ] || die "Kafka Connect's REST API did not answer within 120 s"
+    sleep 0.5
+  done
+}
+t_worker=$(now)
+for attempt in 1 2 3 4 5; do
+  rc=0
+  start_worker || rc=$?
+  [ "$rc" = 0 ] && break
+  [ "$attempt" -lt 5 ] || die "Kafka Connect could not bind a REST port in 5 attempts"
 done
 rest "$REST/connector-plugins" | grep -q 'io.debezium.connector.jdbc.JdbcSinkConnector' ||
   die "the worker is up but does not list io.debezium.connector.jdbc.JdbcSinkConnector (plugin.path=$LIBS/plugins)"

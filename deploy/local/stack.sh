@@ -112,6 +112,17 @@ take_lock() {
   record_ports
 }
 
+# Whether the process whose pid is in file $1 still lives (not a zombie). Right after a launch
+# the pid file holds the background shell that is about to exec the JVM: until it does, its
+# command line is not the broker's, so "not found by command line" must not read as "exited".
+launched_alive() {
+  local pid state
+  pid=$(cat "$1" 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ -e "/proc/$pid" ] || return 1
+  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 # Wait until pid is gone (or a zombie). Returns 1 after $2 seconds.
 wait_gone() {
   local pid=$1 deadline=$((SECONDS + $2)) state
@@ -319,7 +330,7 @@ kafka_wait_ready() {
   : >"$K_LOGS/probe.log"
   : >"$K_LOGS/probe-sasl.log"
   until port_open "$KAFKA_PORT"; do
-    kafka_pid >/dev/null || kafka_fail "kafka exited during startup"
+    { kafka_pid >/dev/null || launched_alive "$K_PID"; } || kafka_fail "kafka exited during startup"
     [ $SECONDS -lt $deadline ] || kafka_fail "kafka did not open 127.0.0.1:$KAFKA_PORT within ${WAIT_SECS}s"
     sleep 0.3
   done
@@ -339,7 +350,7 @@ kafka_wait_ready() {
       kafka_fail "kafka round trip works on $KAFKA_PORT but not on the sasl listener $KAFKA_SASL_PORT (scram user $SCRAM_USER, see $K_LOGS/probe-sasl.log)"
     fi
     wait $sasl || true
-    kafka_pid >/dev/null || kafka_fail "kafka exited during startup"
+    { kafka_pid >/dev/null || launched_alive "$K_PID"; } || kafka_fail "kafka exited during startup"
     sleep 1
   done
   log "kafka ready on 127.0.0.1:$KAFKA_PORT (round trip ok on plain and sasl listeners)"
@@ -768,7 +779,7 @@ broker_wait_started() {
   local n=$1 logs=$C/broker-$1/logs deadline=$((SECONDS + WAIT_SECS)) from
   from=$(cat "$logs/.start-line" 2>/dev/null || echo 0)
   until tail -n +"$((from + 1))" "$logs/server.log" 2>/dev/null | grep -q "Kafka Server started"; do
-    broker_pid "$n" >/dev/null || broker_fail "$n" "broker $n exited during startup"
+    { broker_pid "$n" >/dev/null || launched_alive "$C/broker-$n/kafka.pid"; } || broker_fail "$n" "broker $n exited during startup"
     [ $SECONDS -lt $deadline ] || broker_fail "$n" "broker $n did not finish starting within ${WAIT_SECS}s"
     sleep 0.3
   done
@@ -798,7 +809,7 @@ cluster_wait_ready() {
     echo "== $(date -Is) round trip via $(cluster_brokers)" >>"$out"
     timeout -k 5 "$left" "${TOOL_JAVA[@]}" org.apache.kafka.tools.EndToEndLatency \
       "$(cluster_brokers)" "$PROBE_TOPIC" 1 all 16 >>"$out" 2>&1 && break
-    for n in "${C_NODES[@]}"; do broker_pid "$n" >/dev/null || broker_fail "$n" "broker $n exited during startup"; done
+    for n in "${C_NODES[@]}"; do { broker_pid "$n" >/dev/null || launched_alive "$C/broker-$n/kafka.pid"; } || broker_fail "$n" "broker $n exited during startup"; done
     sleep 1
   done
   while :; do

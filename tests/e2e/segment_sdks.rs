@@ -46,8 +46,11 @@ fn run(what: &str, command: &mut Command) -> String {
 }
 
 /// Installs into `dir` with `install` unless a finished install is there (its marker file is
-/// written last, so an interrupted install is redone from scratch).
+/// written last, so an interrupted install is redone from scratch). One install at a time:
+/// tests run in parallel, and two of them installing into one folder break each other.
 fn installed(dir: &Path, install: impl FnOnce(&Path)) -> PathBuf {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let marker = dir.join("installed");
     if !marker.exists() {
         let _ = std::fs::remove_dir_all(dir);

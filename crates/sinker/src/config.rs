@@ -52,9 +52,11 @@ pub struct Config {
     #[arg(long, env = "SINKER_BATCH_GROW_STEP")]
     pub batch_grow_step: Option<usize>,
 
-    /// How batches are inserted: unnest (one INSERT with one array per column) or copy (COPY
-    /// into a temporary staging table, then INSERT ... SELECT). See BENCHMARKS.md.
-    #[arg(long, env = "SINKER_INSERT_METHOD", value_enum, default_value = "unnest")]
+    /// How batches go into `events`: binary-copy (binary COPY straight into the table under a
+    /// savepoint, and a batch holding an id already there written again with the UNNEST
+    /// statement), unnest (one INSERT with one array per column) or copy (CSV COPY into a
+    /// temporary staging table, then INSERT ... SELECT). See BENCHMARKS.md.
+    #[arg(long, env = "SINKER_INSERT_METHOD", value_enum, default_value = "binary-copy")]
     pub insert_method: InsertMethod,
 
     /// Most record bytes in one batch.
@@ -86,7 +88,7 @@ pub struct Config {
     /// Payload and key bytes the whole process holds, read from Kafka and not yet written, over
     /// all partitions. A partition that receives a record while the budget is used up is paused
     /// (and the record fetched again later); paused partitions resume, least-holding first, when
-    /// the total falls to half. librdkafka's own prefetch queue is sized at a sixteenth of it.
+    /// the total falls to half. librdkafka's own prefetch queue is sized at an eighth of it.
     #[arg(long, env = "SINKER_MAX_BUFFERED_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_buffered_bytes: usize,
 

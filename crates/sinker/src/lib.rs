@@ -4,8 +4,9 @@
 //! - [`consumer`]: the poll thread and rebalance callbacks;
 //! - [`sink`]: the dispatcher loop; [`partition`]: one worker per partition;
 //! - [`batch`]: the batching policy; [`adaptive`]: the batch size that follows the database; [`store`]: SQL and error classification;
+//!   [`binary`]: PostgreSQL's binary COPY format; [`batch_tx`]: a batch's transaction opened with its fence in one round trip;
 //! - [`catalog`]: routes resolved against the database's catalog; [`routed`]: the write path
-//!   with routes; [`check`]: `sinker routes check`;
+//!   with routes; [`routed_copy`]: binary COPY for insert routes; [`check`]: `sinker routes check`;
 //! - [`adopt`]: stored offsets from before groups were recorded go to the first group that starts;
 //! - [`flow`]: the byte budget and pause state; [`commits`]: monotonic Kafka commits;
 //! - [`dlq`]: dead letters; [`metrics`], [`http`]; [`backoff`]; [`failpoint`] (tests).
@@ -14,6 +15,8 @@ pub mod adaptive;
 pub mod adopt;
 pub mod backoff;
 pub mod batch;
+pub mod batch_tx;
+pub mod binary;
 pub mod catalog;
 pub mod check;
 pub mod commits;
@@ -27,6 +30,7 @@ pub mod metrics;
 pub mod partition;
 pub mod received;
 pub mod routed;
+pub mod routed_copy;
 pub mod run;
 pub mod sink;
 pub mod store;

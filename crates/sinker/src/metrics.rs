@@ -8,7 +8,10 @@ use prometheus::{
 use sluice_core::RejectReason;
 use sluice_routes::ResolvedRoutes;
 
-use crate::{routed::RoutedWritten, store::ErrorKind};
+use crate::{
+    routed::RoutedWritten,
+    store::{CopyPath, ErrorKind},
+};
 
 /// `sinker_rows_written_total{op}` values.
 pub const WRITE_OPS: [&str; 4] = ["inserted", "updated", "deleted", "skipped"];
@@ -39,6 +42,7 @@ pub struct Metrics {
     pub assign_failures: IntCounter,
     pub rows_written: IntCounterVec,
     pub rows_combined: IntCounterVec,
+    pub copy_batches: IntCounterVec,
 }
 
 macro_rules! register {
@@ -193,6 +197,16 @@ impl Metrics {
                 &["route"],
             )
             .expect("valid metric"),
+            copy_batches: IntCounterVec::new(
+                Opts::new(
+                    "sinker_copy_batches_total",
+                    "Batches written by binary COPY, per route (`events`: the built-in route) and path: copy (COPY took \
+                     the batch) or fallback (COPY met a key already there or a refused value, the batch was rolled \
+                     back to its savepoint and written with the conflict-aware statement).",
+                ),
+                &["route", "path"],
+            )
+            .expect("valid metric"),
             registry,
         };
         register!(
@@ -220,6 +234,7 @@ impl Metrics {
             m.assign_failures,
             m.rows_written,
             m.rows_combined,
+            m.copy_batches,
         );
         // Export every label value from the start, so rates work before the first event.
         for reason in RejectReason::ALL {
@@ -234,6 +249,9 @@ impl Metrics {
         for kind in ErrorKind::ALL {
             m.db_errors.with_label_values(&[kind.label()]);
         }
+        for path in CopyPath::ALL {
+            m.copy_batches.with_label_values(&[crate::store::EVENTS_ROUTE, path.label()]);
+        }
         m
     }
 
@@ -244,6 +262,11 @@ impl Metrics {
                 self.rows_written.with_label_values(&[route.name.as_str(), op]);
             }
             self.rows_combined.with_label_values(&[route.name.as_str()]);
+            if route.mode == sluice_routes::Mode::Insert {
+                for path in CopyPath::ALL {
+                    self.copy_batches.with_label_values(&[route.name.as_str(), path.label()]);
+                }
+            }
         }
     }
 
@@ -260,6 +283,9 @@ impl Metrics {
         }
         for (&index, &n) in &written.folded {
             self.rows_combined.with_label_values(&[routes.file.routes[index].name.as_str()]).inc_by(n);
+        }
+        for (&(index, path), &n) in &written.copies {
+            self.copy_batches.with_label_values(&[routes.file.routes[index].name.as_str(), path.label()]).inc_by(n);
         }
     }
 

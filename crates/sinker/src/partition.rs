@@ -23,7 +23,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use rdkafka::{consumer::Consumer, message::OwnedMessage, Message, Timestamp};
-use sluice_core::{wire, Event, RejectReason, Rejection};
+use sluice_core::{decode_raw, RawEvent, RejectReason, Rejection};
 use sluice_routes::{Op, ResolvedRoutes};
 use tokio::{
     sync::{mpsc, oneshot},
@@ -35,6 +35,7 @@ use crate::{
     adaptive::{SharedSizer, Stopwatch},
     backoff::Backoff,
     batch::{BatchPolicy, Pending},
+    batch_tx::{BatchTx, Opened},
     consumer::{Assignment, SeekRequests, SinkConsumer, RESET_BEYOND_LOG_END},
     dlq::{self, DeadLetters},
     failpoint,
@@ -421,23 +422,24 @@ impl PartitionWorker {
         }
         // The adaptive sizer sees only the database's work, not the waits around it.
         let mut db = Stopwatch::default();
-        let mut tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
+        // BEGIN, the fence (and COPY's savepoint) in one round trip.
+        let savepoint = batch.copies(shared).then_some(store::COPY_SAVEPOINT);
+        let range = (expected, batch.to);
+        let opened =
+            BatchTx::begin_fenced(shared.store.pool(), &shared.group, &shared.topic, self.partition, range, savepoint);
         db.start();
-        if let Fence::Conflict { stored } =
-            store::advance_offset(&mut tx, &shared.group, &shared.topic, self.partition, expected, batch.to)
-                .await
-                .map_err(WriteError::Db)?
-        {
-            return Ok(Written::Conflict { stored });
-        }
+        let mut tx = match opened.await.map_err(WriteError::Db)? {
+            Opened::Advanced(tx) => tx,
+            Opened::Conflict { stored } => return Ok(Written::Conflict { stored }),
+        };
         let (outcome, refused) = match write_rows(&mut tx, shared, batch).await {
             Ok(outcome) => (outcome, Vec::new()),
             Err(e) if store::classify(&e) == ErrorKind::Rejected => {
                 shared.metrics.db_errors.with_label_values(&[ErrorKind::Rejected.label()]).inc();
                 tracing::warn!(error = %e, records = batch.len(), "the database refused a row of the batch; isolating it");
-                drop(tx);
+                tx.rollback().await.map_err(WriteError::Db)?;
                 db.stop();
-                tx = shared.store.pool().begin().await.map_err(WriteError::Db)?;
+                tx = BatchTx::begin(shared.store.pool()).await.map_err(WriteError::Db)?;
                 db.start();
                 if let Fence::Conflict { stored } =
                     store::advance_offset(&mut tx, &shared.group, &shared.topic, self.partition, expected, batch.to)
@@ -487,6 +489,9 @@ impl PartitionWorker {
             _ => {
                 m.rows_inserted.inc_by(batch.outcome.inserted);
                 m.duplicates_skipped.inc_by(valid.saturating_sub(batch.outcome.inserted));
+                if let Some(path) = batch.outcome.copy {
+                    m.copy_batches.with_label_values(&[store::EVENTS_ROUTE, path.label()]).inc();
+                }
             }
         }
         for (_, r) in &batch.rejections {
@@ -535,13 +540,15 @@ struct Outcome {
     inserted: u64,
     /// With routes: what each route did.
     routed: Option<RoutedWritten>,
+    /// Without routes, with `--insert-method binary-copy`: the path the batch took.
+    copy: Option<store::CopyPath>,
 }
 
 /// A batch decoded once and retried as often as needed.
 struct Prepared {
     records: Vec<Buffered>,
-    /// Without routes: decoded events with the index of their record.
-    events: Vec<(usize, Event)>,
+    /// Without routes: decoded events (`data` left as text) with the index of their record.
+    events: Vec<(usize, RawEvent)>,
     /// With routes: each record's operations, with the index of the record (records without
     /// operations are in `rejections`).
     units: Vec<(usize, Vec<Op>)>,
@@ -564,7 +571,7 @@ impl Prepared {
         for (i, msg) in records.iter().enumerate() {
             let time = record_time(msg);
             let decoded = match &shared.routes {
-                None => wire::decode(msg.payload(), time, now, shared.max_event_bytes).map(|e| events.push((i, e))),
+                None => decode_raw(msg.payload(), time, now, shared.max_event_bytes).map(|e| events.push((i, e))),
                 Some(routes) => {
                     routed::record_ops(routes, msg, time, now, shared.max_event_bytes).map(|ops| units.push((i, ops)))
                 }
@@ -593,20 +600,39 @@ impl Prepared {
     fn len(&self) -> usize {
         self.events.len() + self.units.len()
     }
+
+    /// Whether the batch's rows go in by COPY (the transaction then opens with its savepoint).
+    fn copies(&self, shared: &Shared) -> bool {
+        shared.insert_method == store::InsertMethod::BinaryCopy
+            && match &shared.routes {
+                None => !self.events.is_empty(),
+                Some(routes) => !self.units.is_empty() && routed::copies(routes),
+            }
+    }
+
+    /// The `events` rows of the batch, borrowed from its records.
+    fn event_rows(&self) -> Vec<store::EventRow<'_>> {
+        self.events
+            .iter()
+            .map(|(i, e)| store::EventRow::raw(e, self.records[*i].payload().unwrap_or_default()))
+            .collect()
+    }
 }
 
 /// Writes a batch's rows in the transaction: into `events`, or through the routes.
 async fn write_rows(conn: &mut sqlx::PgConnection, shared: &Shared, batch: &Prepared) -> Result<Outcome, sqlx::Error> {
     match &shared.routes {
         None => {
-            let events: Vec<&Event> = batch.events.iter().map(|(_, e)| e).collect();
-            let inserted = store::insert_batch(conn, &events, shared.insert_method).await?;
-            Ok(Outcome { inserted, routed: None })
+            // The transaction opened with COPY's savepoint (see `copies`).
+            let inserted = store::insert_batch(conn, &batch.event_rows(), shared.insert_method, true).await?;
+            Ok(Outcome { inserted: inserted.rows, routed: None, copy: inserted.copy })
         }
         Some(routes) => {
             let units = Units { routes, units: &batch.units };
-            let written = routed::write_op_refs(conn, routes, units.ops(0..batch.units.len())).await?;
-            Ok(Outcome { inserted: written.inserted(), routed: Some(written) })
+            // The transaction opened with COPY's savepoint when the routes COPY (see `copies`).
+            let written =
+                routed::write_op_refs(conn, routes, units.ops(0..batch.units.len()), batch.copies(shared)).await?;
+            Ok(Outcome { inserted: written.inserted(), routed: Some(written), copy: None })
         }
     }
 }
@@ -619,10 +645,9 @@ async fn write_rows_isolating(
 ) -> Result<(Outcome, Vec<(usize, String)>), sqlx::Error> {
     match &shared.routes {
         None => {
-            let events: Vec<&Event> = batch.events.iter().map(|(_, e)| e).collect();
-            let (inserted, refused) = store::insert_isolating(conn, &events).await?;
+            let (inserted, refused) = store::insert_isolating(conn, &batch.event_rows()).await?;
             let refused = refused.into_iter().map(|(i, why)| (batch.events[i].0, why)).collect();
-            Ok((Outcome { inserted, routed: None }, refused))
+            Ok((Outcome { inserted, routed: None, copy: None }, refused))
         }
         Some(routes) => {
             let (parts, refused) = store::write_isolating(conn, &Units { routes, units: &batch.units }).await?;
@@ -631,7 +656,7 @@ async fn write_rows_isolating(
                 written.add(part);
             }
             let refused = refused.into_iter().map(|(i, why)| (batch.units[i].0, why)).collect();
-            Ok((Outcome { inserted: written.inserted(), routed: Some(written) }, refused))
+            Ok((Outcome { inserted: written.inserted(), routed: Some(written), copy: None }, refused))
         }
     }
 }

@@ -17,10 +17,13 @@ use std::{collections::BTreeMap, ops::Range};
 use chrono::{DateTime, Utc};
 use rdkafka::{message::OwnedMessage, Message};
 use sluice_core::{wire, RejectReason, Rejection};
-use sluice_routes::{combine, sql, Op, RecordError, ResolvedRoutes, StatementKind};
+use sluice_routes::{combine, sql, Mode, Op, RecordError, ResolvedRoutes, StatementKind};
 use sqlx::{PgConnection, Row as _};
 
-use crate::store::Chunks;
+use crate::{
+    routed_copy,
+    store::{self, Chunks, CopyPath},
+};
 
 /// What a route's statements did, per `sinker_rows_written_total{op}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,6 +51,8 @@ impl RouteCounts {
 pub struct RoutedWritten {
     pub routes: BTreeMap<usize, RouteCounts>,
     pub folded: BTreeMap<usize, u64>,
+    /// Insert groups written by binary COPY, per route index and path.
+    pub copies: BTreeMap<(usize, CopyPath), u64>,
 }
 
 impl RoutedWritten {
@@ -57,6 +62,9 @@ impl RoutedWritten {
         }
         for (route, n) in other.folded {
             *self.folded.entry(route).or_default() += n;
+        }
+        for (key, n) in other.copies {
+            *self.copies.entry(key).or_default() += n;
         }
     }
 
@@ -112,52 +120,91 @@ pub async fn write_ops(
     routes: &ResolvedRoutes,
     ops: Vec<Op>,
 ) -> Result<RoutedWritten, sqlx::Error> {
-    write_op_refs(conn, routes, &ops).await
+    write_op_refs(conn, routes, &ops, false).await
 }
 
 /// [`write_ops`] over borrowed operations (in offset order).
+///
+/// With `copy` (the caller took `store::COPY_SAVEPOINT` and wrote nothing since), an insert
+/// route's groups go by binary COPY (`routed_copy.rs`); when PostgreSQL refuses a row of one (a
+/// key already there, a refused value), everything written here is rolled back to the savepoint
+/// and the batch is written again through the statements alone (which skip what is there, or
+/// raise the refusal for isolation).
 pub async fn write_op_refs<'o>(
     conn: &mut PgConnection,
     routes: &ResolvedRoutes,
     ops: impl IntoIterator<Item = &'o Op>,
+    copy: bool,
 ) -> Result<RoutedWritten, sqlx::Error> {
     let combined = combine(ops);
-    let mut written = RoutedWritten { folded: combined.folded, ..RoutedWritten::default() };
-    for round in &combined.rounds {
-        for group in sql::groups(round.iter().copied()) {
-            let statement = routes.statement(group.route, group.kind, group.missing);
-            let mut query = sqlx::query(&statement.sql);
-            for array in statement.bind(&group.ops) {
-                query = query.bind(array);
-            }
-            let sent = group.ops.len() as u64;
-            let counts = match group.kind {
-                StatementKind::Insert => {
-                    let inserted = query.execute(&mut *conn).await?.rows_affected();
-                    RouteCounts { inserted, skipped: sent.saturating_sub(inserted), ..RouteCounts::default() }
-                }
-                StatementKind::Upsert => {
-                    let rows = query.fetch_all(&mut *conn).await?;
-                    let mut counts = RouteCounts::default();
-                    for row in &rows {
-                        if row.try_get::<bool, _>(0)? {
-                            counts.inserted += 1;
-                        } else {
-                            counts.updated += 1;
-                        }
-                    }
-                    counts.skipped = sent.saturating_sub(rows.len() as u64);
-                    counts
-                }
-                StatementKind::Delete => {
-                    let deleted = query.execute(&mut *conn).await?.rows_affected();
-                    RouteCounts { deleted, skipped: sent.saturating_sub(deleted), ..RouteCounts::default() }
-                }
-            };
-            written.routes.entry(group.route).or_default().add(counts);
+    let mut refused_copy = None;
+    'pass: for copying in [copy, false] {
+        let mut written = RoutedWritten { folded: combined.folded.clone(), ..RoutedWritten::default() };
+        if let Some(route) = refused_copy {
+            written.copies.insert((route, CopyPath::Fallback), 1);
         }
+        for round in &combined.rounds {
+            for group in sql::groups(round.iter().copied()) {
+                let statement = routes.statement(group.route, group.kind, group.missing);
+                let sent = group.ops.len() as u64;
+                let route = &routes.routes[group.route];
+                let stream = (copying
+                    && group.kind == StatementKind::Insert
+                    && route.mode() == Mode::Insert
+                    && routed_copy::copyable(route))
+                .then(|| routed_copy::encode_group(route, &statement, &group.ops))
+                .flatten();
+                if let Some(stream) = stream {
+                    let sql = routed_copy::copy_sql(route, &statement.columns);
+                    let Some(inserted) = store::try_copy(conn, &sql, &stream, true).await? else {
+                        // Rolled back to the batch's savepoint: write it all again by statements.
+                        refused_copy = Some(group.route);
+                        continue 'pass;
+                    };
+                    *written.copies.entry((group.route, CopyPath::Copy)).or_default() += 1;
+                    let counts =
+                        RouteCounts { inserted, skipped: sent.saturating_sub(inserted), ..RouteCounts::default() };
+                    written.routes.entry(group.route).or_default().add(counts);
+                    continue;
+                }
+                let mut query = sqlx::query(&statement.sql);
+                for array in statement.bind(&group.ops) {
+                    query = query.bind(array);
+                }
+                let counts = match group.kind {
+                    StatementKind::Insert => {
+                        let inserted = query.execute(&mut *conn).await?.rows_affected();
+                        RouteCounts { inserted, skipped: sent.saturating_sub(inserted), ..RouteCounts::default() }
+                    }
+                    StatementKind::Upsert => {
+                        let rows = query.fetch_all(&mut *conn).await?;
+                        let mut counts = RouteCounts::default();
+                        for row in &rows {
+                            if row.try_get::<bool, _>(0)? {
+                                counts.inserted += 1;
+                            } else {
+                                counts.updated += 1;
+                            }
+                        }
+                        counts.skipped = sent.saturating_sub(rows.len() as u64);
+                        counts
+                    }
+                    StatementKind::Delete => {
+                        let deleted = query.execute(&mut *conn).await?.rows_affected();
+                        RouteCounts { deleted, skipped: sent.saturating_sub(deleted), ..RouteCounts::default() }
+                    }
+                };
+                written.routes.entry(group.route).or_default().add(counts);
+            }
+        }
+        return Ok(written);
     }
-    Ok(written)
+    unreachable!("the statements pass always returns")
+}
+
+/// Whether a batch through these routes may go by COPY (an insert route whose columns COPY takes).
+pub fn copies(routes: &ResolvedRoutes) -> bool {
+    routes.routes.iter().any(|r| r.mode() == Mode::Insert && routed_copy::copyable(r))
 }
 
 /// A batch's records with their operations (in offset order), written in parts by
@@ -183,6 +230,7 @@ impl Chunks for Units<'_> {
     }
 
     async fn write(&self, conn: &mut PgConnection, range: Range<usize>) -> Result<RoutedWritten, sqlx::Error> {
-        write_op_refs(conn, self.routes, self.ops(range)).await
+        // Isolation halves what PostgreSQL refused: the statements say which rows.
+        write_op_refs(conn, self.routes, self.ops(range), false).await
     }
 }

@@ -9,12 +9,14 @@
 use std::{collections::HashMap, str::FromStr, time::Duration};
 
 use chrono::{DateTime, Utc};
-use sluice_core::Event;
+use sluice_core::{Event, RawEvent};
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     PgConnection, PgPool,
 };
 use uuid::Uuid;
+
+use crate::binary::CopyBuffer;
 
 /// Embedded migrations from the repository's `migrations/` folder.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
@@ -135,9 +137,47 @@ pub async fn advance_offset(
     Ok(Fence::Conflict { stored })
 }
 
+/// One row of `events`, borrowed from a decoded record: `data` is its JSON text.
+#[derive(Debug, Clone)]
+pub struct EventRow<'a> {
+    pub id: Uuid,
+    pub event_type: &'a str,
+    pub key: Option<&'a str>,
+    pub ts: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub data: std::borrow::Cow<'a, str>,
+}
+
+impl<'a> EventRow<'a> {
+    /// The row of an event decoded without a tree; `value` is its record value.
+    pub fn raw(event: &'a RawEvent, value: &'a [u8]) -> Self {
+        Self {
+            id: event.id,
+            event_type: &event.event_type,
+            key: event.key.as_deref(),
+            ts: event.ts,
+            received_at: event.received_at,
+            data: std::borrow::Cow::Borrowed(event.data(value)),
+        }
+    }
+}
+
+impl<'a> From<&'a Event> for EventRow<'a> {
+    fn from(e: &'a Event) -> Self {
+        Self {
+            id: e.id,
+            event_type: &e.event_type,
+            key: e.key.as_deref(),
+            ts: e.ts,
+            received_at: e.received_at,
+            data: std::borrow::Cow::Owned(serde_json::to_string(&e.data).unwrap_or_else(|_| "{}".to_owned())),
+        }
+    }
+}
+
 /// Inserts events in one statement, whatever their number (one array per column, so no
 /// parameter limit). Existing ids are skipped. Returns how many rows were inserted.
-pub async fn insert_events(conn: &mut PgConnection, events: &[&Event]) -> Result<u64, sqlx::Error> {
+pub async fn insert_events(conn: &mut PgConnection, events: &[EventRow<'_>]) -> Result<u64, sqlx::Error> {
     if events.is_empty() {
         return Ok(0);
     }
@@ -146,16 +186,15 @@ pub async fn insert_events(conn: &mut PgConnection, events: &[&Event]) -> Result
     let mut keys: Vec<Option<&str>> = Vec::with_capacity(events.len());
     let mut ts: Vec<DateTime<Utc>> = Vec::with_capacity(events.len());
     let mut received: Vec<DateTime<Utc>> = Vec::with_capacity(events.len());
-    // `data` goes as JSON text and is cast to jsonb by PostgreSQL: serializing the map once is
-    // all the binary jsonb encoding would do too, without first cloning every event's tree.
-    let mut data: Vec<String> = Vec::with_capacity(events.len());
+    // `data` goes as JSON text, cast to jsonb by PostgreSQL.
+    let mut data: Vec<&str> = Vec::with_capacity(events.len());
     for e in events {
         ids.push(e.id);
-        types.push(&e.event_type);
-        keys.push(e.key.as_deref());
+        types.push(e.event_type);
+        keys.push(e.key);
         ts.push(e.ts);
         received.push(e.received_at);
-        data.push(serde_json::to_string(&e.data).unwrap_or_else(|_| "{}".to_owned()));
+        data.push(&e.data);
     }
     let result = sqlx::query(
         "INSERT INTO events (id, type, key, ts, received_at, data)
@@ -178,27 +217,129 @@ pub async fn insert_events(conn: &mut PgConnection, events: &[&Event]) -> Result
 /// How a batch goes into `events`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InsertMethod {
+    /// `COPY events FROM STDIN (FORMAT binary)` straight into the table, encoded by sluice, under
+    /// a savepoint; a batch holding an id already there (a replay) is rolled back to the
+    /// savepoint and written again with the UNNEST statement, which skips it.
+    BinaryCopy,
     /// One `INSERT ... SELECT FROM UNNEST($1::uuid[], ...)` statement: one array per column.
     Unnest,
-    /// `COPY` into a per-session temporary staging table, then one `INSERT ... SELECT`.
+    /// `COPY` (CSV) into a per-session temporary staging table, then one `INSERT ... SELECT`.
     Copy,
 }
 
-/// Inserts a batch with the chosen method; existing ids are skipped. Returns rows inserted.
+/// How a batch went in with [`InsertMethod::BinaryCopy`], per `sinker_copy_batches_total{path}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CopyPath {
+    /// COPY took the whole batch.
+    Copy,
+    /// COPY met a row it could not take (an id already there, or a refused value): the
+    /// batch went through the conflict-aware statement instead.
+    Fallback,
+}
+
+impl CopyPath {
+    pub const ALL: [CopyPath; 2] = [Self::Copy, Self::Fallback];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Copy => "copy",
+            Self::Fallback => "fallback",
+        }
+    }
+}
+
+/// What writing a batch into `events` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    pub rows: u64,
+    /// With [`InsertMethod::BinaryCopy`]: which path the batch took.
+    pub copy: Option<CopyPath>,
+}
+
+/// Inserts a batch with the chosen method; existing ids are skipped. `savepoint_taken`: the
+/// transaction took [`COPY_SAVEPOINT`] and wrote nothing since (binary COPY then needs no
+/// savepoint of its own).
 pub async fn insert_batch(
     conn: &mut PgConnection,
-    events: &[&Event],
+    events: &[EventRow<'_>],
     method: InsertMethod,
-) -> Result<u64, sqlx::Error> {
+    savepoint_taken: bool,
+) -> Result<Inserted, sqlx::Error> {
     match method {
-        InsertMethod::Unnest => insert_events(conn, events).await,
-        InsertMethod::Copy => insert_events_copy(conn, events).await,
+        InsertMethod::BinaryCopy => {
+            if events.is_empty() {
+                return Ok(Inserted { rows: 0, copy: None });
+            }
+            match try_copy(conn, EVENTS_COPY, &encode_events(events), savepoint_taken).await? {
+                Some(rows) => Ok(Inserted { rows, copy: Some(CopyPath::Copy) }),
+                None => Ok(Inserted { rows: insert_events(conn, events).await?, copy: Some(CopyPath::Fallback) }),
+            }
+        }
+        InsertMethod::Unnest => Ok(Inserted { rows: insert_events(conn, events).await?, copy: None }),
+        InsertMethod::Copy => Ok(Inserted { rows: insert_events_copy(conn, events).await?, copy: None }),
+    }
+}
+
+/// The binary COPY stream of these rows, in the column order of [`EVENTS_COPY`].
+pub fn encode_events(events: &[EventRow<'_>]) -> Vec<u8> {
+    let mut c = CopyBuffer::with_capacity(
+        19 + events.iter().map(|e| 90 + e.event_type.len() + e.key.map_or(0, str::len) + e.data.len()).sum::<usize>(),
+    );
+    for e in events {
+        c.row(6);
+        c.uuid(&e.id);
+        c.text(e.event_type);
+        c.opt_text(e.key);
+        c.timestamptz(e.ts);
+        c.timestamptz(e.received_at);
+        c.jsonb(&e.data);
+    }
+    c.finish()
+}
+
+/// The savepoint a COPY rolls back to when PostgreSQL refuses a row of it.
+pub const COPY_SAVEPOINT: &str = "sluice_copy";
+
+/// The `route` label of the built-in route (every event into `events`).
+pub const EVENTS_ROUTE: &str = "events";
+
+/// The COPY statement [`encode_events`] feeds.
+pub const EVENTS_COPY: &str = "COPY events (id, type, key, ts, received_at, data) FROM STDIN (FORMAT binary)";
+
+/// COPYs a binary `stream` with the `copy` statement under a savepoint, inside the caller's
+/// transaction (after the fence). Returns the rows copied, or None when PostgreSQL refused a
+/// row (a duplicate key, 23505, or any other class 21/22/23/54 error): the transaction is then
+/// rolled back to the savepoint, as before the COPY, and the caller writes the batch through
+/// its conflict-aware statements (which skip duplicates, or raise the refusal for isolation).
+/// Any other error is returned as it is.
+///
+/// `savepoint_taken`: [`COPY_SAVEPOINT`] was taken with nothing written since (the batch's
+/// transaction opened with it); otherwise it is taken here.
+pub async fn try_copy(
+    conn: &mut PgConnection,
+    copy: &str,
+    stream: &[u8],
+    savepoint_taken: bool,
+) -> Result<Option<u64>, sqlx::Error> {
+    if !savepoint_taken {
+        sqlx::query("SAVEPOINT sluice_copy").execute(&mut *conn).await?;
+    }
+    let mut copying = conn.copy_in_raw(copy).await?;
+    copying.send(stream).await?;
+    match copying.finish().await {
+        Ok(rows) => Ok(Some(rows)),
+        Err(error) if classify(&error) == ErrorKind::Rejected => {
+            sqlx::query("ROLLBACK TO SAVEPOINT sluice_copy").execute(&mut *conn).await?;
+            tracing::debug!(error = %database_message(&error), "COPY refused the batch; writing it with the conflict-aware statement");
+            Ok(None)
+        }
+        Err(error) => Err(error),
     }
 }
 
 /// COPY (CSV) into a temporary staging table that empties itself at commit, then moves the
 /// rows over with the same conflict rule as the UNNEST path.
-pub async fn insert_events_copy(conn: &mut PgConnection, events: &[&Event]) -> Result<u64, sqlx::Error> {
+pub async fn insert_events_copy(conn: &mut PgConnection, events: &[EventRow<'_>]) -> Result<u64, sqlx::Error> {
     if events.is_empty() {
         return Ok(0);
     }
@@ -241,19 +382,19 @@ fn csv_field(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
 }
 
-fn csv_row(out: &mut Vec<u8>, e: &Event) {
+fn csv_row(out: &mut Vec<u8>, e: &EventRow<'_>) {
     use std::io::Write as _;
     let _ = write!(out, "{},", e.id);
-    csv_field(out, &e.event_type);
+    csv_field(out, e.event_type);
     out.push(b',');
     // An unquoted empty field is NULL in CSV; a quoted one is the empty string.
-    if let Some(key) = &e.key {
+    if let Some(key) = e.key {
         csv_field(out, key);
     }
     // Microseconds, truncated, as the binary protocol of the UNNEST path stores them.
     let micros = |t: &chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let _ = write!(out, ",{},{},", micros(&e.ts), micros(&e.received_at));
-    csv_field(out, &serde_json::to_string(&e.data).unwrap_or_else(|_| "{}".to_owned()));
+    csv_field(out, &e.data);
     out.push(b'\n');
 }
 
@@ -314,7 +455,7 @@ pub async fn write_isolating<C: Chunks + Sync>(
 }
 
 /// Events as [`Chunks`]: parts go into `events` with the UNNEST statement.
-struct EventChunks<'a, 'e>(&'a [&'e Event]);
+struct EventChunks<'a, 'e>(&'a [EventRow<'e>]);
 
 impl Chunks for EventChunks<'_, '_> {
     type Written = u64;
@@ -332,7 +473,7 @@ impl Chunks for EventChunks<'_, '_> {
 /// inserted count and the refused events' indexes with the database's reason.
 pub async fn insert_isolating(
     conn: &mut PgConnection,
-    events: &[&Event],
+    events: &[EventRow<'_>],
 ) -> Result<(u64, Vec<(usize, String)>), sqlx::Error> {
     let (written, refused) = write_isolating(conn, &EventChunks(events)).await?;
     Ok((written.into_iter().sum(), refused))

@@ -6,6 +6,7 @@
 pub mod event;
 pub mod kafka;
 pub mod metrics;
+pub mod raw;
 pub mod scan;
 pub mod secret;
 pub mod shutdown;
@@ -14,4 +15,5 @@ pub mod telemetry;
 pub mod wire;
 
 pub use event::{Event, EventError};
+pub use raw::{decode_raw, RawData, RawEvent};
 pub use wire::{RejectReason, Rejection};

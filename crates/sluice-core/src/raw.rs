@@ -1,0 +1,366 @@
+//! The sinker's record decoder that builds no JSON tree of `data` ([`decode_raw`]).
+//!
+//! The envelope's small fields are validated by the same rules (and with the same messages) as
+//! [`wire::decode`](crate::wire::decode); `data` is kept as the byte range of its JSON text in
+//! the record value, scanned (not parsed into a tree) for what `jsonb` refuses.
+//!
+//! Invariants:
+//! - every record [`wire::decode`](crate::wire::decode) refuses is refused here with the same
+//!   reason and detail (a record the fast path does not take is decoded by `wire::decode`);
+//! - every record decoded here is decoded by `wire::decode` to the same id, type, key and
+//!   timestamps, and to a `data` whose JSON is equal, except that numbers keep the digits they
+//!   were written with (the tree rounds them to a double, and refuses beyond its range).
+
+use std::{borrow::Cow, fmt, ops::Range};
+
+use chrono::{DateTime, Utc};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::{value::RawValue, Map, Value};
+use uuid::Uuid;
+
+use crate::{
+    event::{optional_id, optional_timestamp, to_micros, CommonFields},
+    wire::{self, Rejection},
+};
+
+/// An event whose `data` is left as JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEvent {
+    pub id: Uuid,
+    pub event_type: String,
+    pub key: Option<String>,
+    pub ts: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub data: RawData,
+}
+
+/// Where an event's `data` JSON text is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawData {
+    /// These bytes of the record value (an object).
+    Slice(Range<usize>),
+    /// Absent or null in the record: `{}`.
+    Empty,
+    /// Rendered from a tree (records the fast path left to [`wire::decode`]).
+    Owned(String),
+}
+
+impl RawEvent {
+    /// `data`'s JSON text; `value` is the record value it was decoded from.
+    pub fn data<'v>(&'v self, value: &'v [u8]) -> &'v str {
+        match &self.data {
+            // The range is a RawValue's, inside the validated UTF-8 value: always a char boundary.
+            RawData::Slice(range) => std::str::from_utf8(&value[range.clone()]).unwrap_or("{}"),
+            RawData::Empty => "{}",
+            RawData::Owned(text) => text,
+        }
+    }
+}
+
+/// Decodes a record value like [`wire::decode`], without a tree of `data`.
+pub fn decode_raw(
+    value: Option<&[u8]>,
+    record_ts: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    max_bytes: usize,
+) -> Result<RawEvent, Rejection> {
+    if let Some(bytes) = value.filter(|b| b.len() <= max_bytes) {
+        if let Some(event) = fast(bytes, record_ts, now) {
+            return Ok(event);
+        }
+    }
+    // Anything unusual (not an object, a wrong field, a NUL in data, a bad escape): the tree
+    // decoder says exactly what, or takes it.
+    let event = wire::decode(value, record_ts, now, max_bytes)?;
+    let data = if event.data.is_empty() {
+        RawData::Empty
+    } else {
+        RawData::Owned(serde_json::to_string(&event.data).unwrap_or_else(|_| "{}".to_owned()))
+    };
+    Ok(RawEvent {
+        id: event.id,
+        event_type: event.event_type,
+        key: event.key,
+        ts: event.ts,
+        received_at: event.received_at,
+        data,
+    })
+}
+
+/// The fast path: None when the record is not a valid event with an object (or no) `data`
+/// free of what `jsonb` refuses.
+fn fast(bytes: &[u8], record_ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<RawEvent> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let envelope = de.deserialize_map(EnvelopeVisitor).ok()?;
+    de.end().ok()?;
+    // The small fields go through the tree decoder's own checks.
+    let small = |raw: Option<&RawValue>| raw.map(|r| serde_json::from_str::<Value>(r.get())).transpose().ok();
+    let id = optional_id(small(envelope.id)?).ok()??;
+    let mut obj = Map::new();
+    for (name, raw) in [("type", envelope.event_type), ("key", envelope.key), ("ts", envelope.ts)] {
+        if let Some(value) = small(raw)? {
+            obj.insert(name.to_owned(), value);
+        }
+    }
+    let fields = CommonFields::take(&mut obj).ok()?;
+    let received_at = optional_timestamp("received_at", small(envelope.received_at)?).ok()?;
+    let data = match envelope.data {
+        None => RawData::Empty,
+        Some(raw) => {
+            let text = raw.get();
+            match text.as_bytes().first() {
+                Some(b'{') if jsonb_takes(text) => {
+                    let start = text.as_ptr() as usize - bytes.as_ptr() as usize;
+                    RawData::Slice(start..start + text.len())
+                }
+                Some(b'n') => RawData::Empty,
+                _ => return None,
+            }
+        }
+    };
+    let fallback = to_micros(record_ts.unwrap_or(now));
+    Some(RawEvent {
+        id,
+        event_type: fields.event_type,
+        key: fields.key,
+        ts: fields.ts.unwrap_or(fallback),
+        received_at: received_at.unwrap_or(fallback),
+        data,
+    })
+}
+
+/// Whether `jsonb` takes this (syntactically valid) JSON text's escapes: no `\u0000`, and
+/// every `\u` surrogate in a pair (what the tree decoder also refuses).
+fn jsonb_takes(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut pending_high = false;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            if pending_high {
+                return false;
+            }
+            i += 1;
+            continue;
+        }
+        if b.get(i + 1) != Some(&b'u') {
+            if pending_high {
+                return false;
+            }
+            i += 2;
+            continue;
+        }
+        let Some(n) =
+            b.get(i + 2..i + 6).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u16::from_str_radix(h, 16).ok())
+        else {
+            return false;
+        };
+        match n {
+            0 => return false,
+            0xD800..=0xDBFF if !pending_high => pending_high = true,
+            0xDC00..=0xDFFF if pending_high => pending_high = false,
+            0xD800..=0xDFFF => return false,
+            _ if pending_high => return false,
+            _ => {}
+        }
+        i += 6;
+    }
+    !pending_high
+}
+
+/// The envelope's fields as raw JSON; a repeated field keeps its last value (as the tree does).
+#[derive(Default)]
+struct Envelope<'a> {
+    id: Option<&'a RawValue>,
+    event_type: Option<&'a RawValue>,
+    key: Option<&'a RawValue>,
+    ts: Option<&'a RawValue>,
+    received_at: Option<&'a RawValue>,
+    data: Option<&'a RawValue>,
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut e = Envelope::default();
+        while let Some(key) = map.next_key::<FieldName<'de>>()? {
+            let slot = match &*key.0 {
+                "id" => &mut e.id,
+                "type" => &mut e.event_type,
+                "key" => &mut e.key,
+                "ts" => &mut e.ts,
+                "received_at" => &mut e.received_at,
+                "data" => &mut e.data,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value::<&'de RawValue>()?);
+        }
+        Ok(e)
+    }
+}
+
+/// An object key, borrowed when it has no escapes.
+struct FieldName<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for FieldName<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FieldName<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Event;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+    }
+
+    /// decode_raw agrees with wire::decode: same rejection, or the same event with equal data.
+    fn agrees(bytes: &[u8]) {
+        let now = t("2026-01-01T00:00:00Z");
+        let tree = wire::decode(Some(bytes), Some(now), now, 4096);
+        let raw = decode_raw(Some(bytes), Some(now), now, 4096);
+        match (tree, raw) {
+            (Err(a), Err(b)) => assert_eq!(a, b),
+            (Ok(a), Ok(b)) => {
+                assert_eq!(
+                    (a.id, &a.event_type, &a.key, a.ts, a.received_at),
+                    (b.id, &b.event_type, &b.key, b.ts, b.received_at)
+                );
+                let data: Value = serde_json::from_str(b.data(bytes)).expect("data is JSON");
+                assert_eq!(data, Value::Object(a.data), "{}", String::from_utf8_lossy(bytes));
+            }
+            (a, b) => panic!("disagree on {}: tree {a:?}, raw {b:?}", String::from_utf8_lossy(bytes)),
+        }
+    }
+
+    #[test]
+    fn the_gateways_records_decode_with_data_as_a_slice() {
+        let event = Event::from_api(
+            json!({"type": "click", "key": "u1", "data": {"x": [1, 2], "s": "é\n"}}),
+            t("2026-01-01T00:00:00Z"),
+        )
+        .expect("valid");
+        let (_, value) = wire::encode(&event);
+        let raw = decode_raw(Some(&value), None, t("2030-01-01T00:00:00Z"), 1 << 20).expect("decodes");
+        assert!(matches!(raw.data, RawData::Slice(_)));
+        assert_eq!(raw.data(&value), r#"{"s":"é\n","x":[1,2]}"#);
+        agrees(&value);
+    }
+
+    #[test]
+    fn unusual_records_agree_with_the_tree_decoder() {
+        let id = "0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b";
+        for value in [
+            format!(r#"{{"id":"{id}","type":"x"}}"#),
+            format!(r#"{{"id":"{id}","type":"x","data":null}}"#),
+            format!(r#"{{"id":"{id}","type":"x","data":[]}}"#),
+            format!(r#"{{"id":"{id}","type":"x","data":"s"}}"#),
+            format!(r#"{{"id":"{id}","type":"x","data":{{"a":"\u0000"}}}}"#),
+            format!(r#"{{"id":"{id}","type":"x","data":{{"a":"\\u0000"}}}}"#),
+            format!(r#"{{"id":"{id}","type":"x","data":{{"\u0000":1}}}}"#),
+            format!(r#"{{"id":"{id}","type":"x","data":{{"a":"\ud83d\ude00"}}}}"#),
+            format!(r#"{{"id":"{id}","type":"x","data":{{"a":"\ud83d"}}}}"#),
+            format!(r#"{{"id":"{id}","type":"x","data":{{"a":"\ude00x"}}}}"#),
+            format!(r#"{{"id":"{id}","type":"x","type":"y","data":{{"a":1}},"data":{{"b":2}}}}"#),
+            format!(r#"{{"id":"{id}","ty\u0070e":"x"}}"#),
+            format!(r#"{{"id":"{id}","type":"","data":{{}}}}"#),
+            format!(r#"{{"id":"{id}","type":"x","key":7}}"#),
+            format!(r#"{{"id":"{id}","type":"x","ts":"nope"}}"#),
+            format!(r#"{{"id":"{id}","type":"x","received_at":"0000-01-01T00:00:00Z"}}"#),
+            format!(r#"{{"id":"{id}","type":"x","extra":{{"deep":[1,{{"a":null}}]}}}}"#),
+            format!(r#"{{"id":"{id}","type":"x"}} trailing"#),
+            r#"{"type":"x"}"#.to_owned(),
+            "[]".to_owned(),
+            "not json".to_owned(),
+        ] {
+            agrees(value.as_bytes());
+        }
+    }
+
+    #[test]
+    fn numbers_keep_their_digits() {
+        let id = "0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b";
+        let value = format!(r#"{{"id":"{id}","type":"x","data":{{"n":123456789012345678901234567890,"f":1.10}}}}"#);
+        let raw = decode_raw(Some(value.as_bytes()), None, t("2030-01-01T00:00:00Z"), 1 << 20).expect("decodes");
+        assert_eq!(raw.data(value.as_bytes()), r#"{"n":123456789012345678901234567890,"f":1.10}"#);
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "\\PC{0,8}".prop_map(Value::String),
+            prop_oneof![Just("\u{0}"), Just("\u{1F600}"), Just("\\u0000"), Just("\"\\")].prop_map(|s| json!(s)),
+            Just(json!("0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b")),
+            Just(json!("2026-01-01T00:00:00Z")),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("id".to_owned()),
+                        Just("type".to_owned()),
+                        Just("key".to_owned()),
+                        Just("ts".to_owned()),
+                        Just("received_at".to_owned()),
+                        Just("data".to_owned()),
+                        "\\PC{0,6}"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn any_json_decodes_as_the_tree_decoder_does(value in json_value(), id in any::<bool>()) {
+            let mut value = value;
+            if id {
+                if let Value::Object(map) = &mut value {
+                    map.insert("id".into(), json!("0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b"));
+                    map.entry("type").or_insert(json!("t"));
+                }
+            }
+            agrees(&serde_json::to_vec(&value).unwrap_or_default());
+        }
+
+        #[test]
+        fn any_bytes_decode_as_the_tree_decoder_does(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            agrees(&bytes);
+        }
+    }
+}
