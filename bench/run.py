@@ -96,6 +96,10 @@ def topic_create(name, partitions):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def topic_delete(name):
+    subprocess.run(["bash", str(STACK), "topic-delete", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -316,6 +320,53 @@ class Bench:
             p.stop()
         self.results["ingest"] = rows
         return rows
+
+    # ---------- the gateway's producer settings, by measurement (issue 13) ----------
+
+    # One change from the gateway's defaults (linger.ms 5, lz4, librdkafka's batch.size) per row;
+    # the defaults run first and last, so the spread between those two is the run's noise.
+    PRODUCER_SETTINGS = [("defaults (linger.ms=5, lz4)", []), ("linger.ms=0", ["linger.ms=0"]),
+                         ("linger.ms=1", ["linger.ms=1"]), ("linger.ms=20", ["linger.ms=20"]),
+                         ("compression none", ["compression.type=none"]), ("compression zstd", ["compression.type=zstd"]),
+                         ("batch.size=128 KiB", ["batch.size=131072"]), ("defaults, again", [])]
+
+    def producer(self):
+        log("producer settings: the gateway alone (no sinker, no throttle), one setting changed per row")
+        secs = "5s" if self.quick else "10s"
+        rows = []
+        for name, options in self.PRODUCER_SETTINGS:
+            topic = f"bench_producer_{uuid.uuid4().hex[:6]}"
+            topic_create(topic, 6)
+            extra = [a for o in options for a in ("--kafka-option", o)]
+            gw = self.gateway(topic, f"bench_producer_{uuid.uuid4().hex[:6]}", extra)
+            row = {"setting": name}
+            for label, batch, c in (("single_c256", 1, 256), ("batch100_c64", 100, 64)):
+                r = self.loadgen(f"producer-{len(rows)}-{label}", gw.port, "--mode", "closed", "--concurrency", str(c),
+                                 "--batch", str(batch), "--duration", secs, "--warmup", "2s", "--timeout", "60s")
+                row[label] = {"events_per_s": r["events_2xx_per_s"], "p99_ms": r["latency_ms"]["p99"],
+                              "non_2xx": r["requests_sent"] - r["requests_2xx"]}
+            row["gateway_cpu_s"] = gw.cpu_seconds()
+            gw.stop()
+            topic_delete(topic)
+            rows.append(row)
+            log(f"  {name:28} single c=256 {row['single_c256']['events_per_s']:8.0f}/s p99 {row['single_c256']['p99_ms']} ms; "
+                f"100-event c=64 {row['batch100_c64']['events_per_s']:8.0f}/s p99 {row['batch100_c64']['p99_ms']} ms")
+        self.results["producer"] = rows
+
+    def report_producer(self):
+        rows = self.results.get("producer")
+        if not rows:
+            return []
+        lines = ["## Producer settings (issue 13)", "",
+                 "The gateway alone on a 6-partition topic (acks=all, no sinker, no throttle), loadgen closed loop, "
+                 "one setting changed from the defaults per row; the defaults ran first and last.", "",
+                 "| setting | single events, c=256, events/s | p99 ms | 100-event requests, c=64, events/s | p99 ms | non-2xx |",
+                 "|---|---|---|---|---|---|"]
+        for r in rows:
+            a, b = r["single_c256"], r["batch100_c64"]
+            lines.append(f"| {r['setting']} | {a['events_per_s']:.0f} | {a['p99_ms']} | {b['events_per_s']:.0f} | {b['p99_ms']} | "
+                         f"{a['non_2xx'] + b['non_2xx']} |")
+        return lines + [""]
 
     def report_ingest(self):
         """Section 1 of the report."""
@@ -996,7 +1047,8 @@ def update_benchmarks_md(report_text, out):
 
 
 SCENARIOS = {"ingest": "ingest", "stress": "stress", "drain": "drains", "target": "target", "debezium": "debezium",
-             "freshness": "freshness", "batch": "batch_sweep", "routes": "routes", "upsert": "upsert"}
+             "freshness": "freshness", "batch": "batch_sweep", "routes": "routes", "upsert": "upsert",
+             "producer": "producer"}
 
 
 def main():
@@ -1023,7 +1075,7 @@ def main():
     b.results["wall_seconds"] = time.time() - started
     if args.only:
         lines = [f"# sluice benchmark report, {b.date} (only {args.only}" + (", quick mode)" if args.quick else ")"), "",
-                 f"Machine: {b.results['machine']}", ""] + (b.report_ingest() if "ingest_best" in b.results else []) + b.report_target() + b.report_routes()
+                 f"Machine: {b.results['machine']}", ""] + (b.report_ingest() if "ingest_best" in b.results else []) + b.report_producer() + b.report_target() + b.report_routes()
         for name, why in b.results.get("failed", {}).items():
             if name not in ("target", "routes", "upsert"):
                 lines += [f"Scenario `{name}` failed: {why}", ""]

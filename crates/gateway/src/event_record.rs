@@ -7,9 +7,11 @@
 //! - the tree path: the text parsed into values, `Event::from_api`, the record serialized from
 //!   the tree. It runs only for what the scan does not accept: every refusal (so each error
 //!   message is the tree path's, unchanged), the rare valid spellings the scan leaves to it
-//!   (a field given twice, an escaped NUL in `data`), and an event whose text is over
-//!   `--max-event-bytes` or whose record as sent is (the tree's re-encoding, with escapes
-//!   decoded, may fit; else it gives the 413 and its size).
+//!   (a field given twice, an escaped NUL in `data`, a number PostgreSQL would not store as
+//!   written), and an event whose text, whitespace aside, is over `--max-event-bytes` or whose
+//!   record as sent is (the tree's re-encoding, with escapes decoded, may fit; else it gives
+//!   the 413 and its size). Those few are written as the tree prints them (numbers through a
+//!   double).
 //!
 //! Invariant: an event is accepted exactly when the tree path accepts it, or its record as
 //! sent fits `--max-event-bytes`; both records decode to the same row (`scan`'s tests).
@@ -52,7 +54,9 @@ fn scanned(
     received_at: DateTime<Utc>,
 ) -> Result<Option<Outgoing>, ApiError> {
     let text = raw.get();
-    if text.len() > max_event_bytes {
+    // Whitespace aside, as the tree path measures (so an answer never depends on whitespace):
+    // an event over the limit gets the tree path's 413 without being scanned.
+    if text.len() > max_event_bytes && body::compact_len(text.as_bytes()) > max_event_bytes {
         return Ok(None);
     }
     let Some(event) = ApiEvent::scan(text, received_at) else {
@@ -130,6 +134,8 @@ who = { path = "data.who", type = "text", required = true }
             Just(r#""caf\u00e9 \/ \u0000""#.to_owned()),
             Just(r#""\ud800""#.to_owned()),
             Just("[1, {\"a\" : [true]}]".to_owned()),
+            // Shorter as sent than as the tree writes it (`1000000000.0` each).
+            Just("[1e9,1e9,1e9,1e9,1e9,1e9,1e9,1e9,1e9,1e9]".to_owned()),
         ]
     }
 
@@ -180,6 +186,41 @@ who = { path = "data.who", type = "text", required = true }
                 }
                 (Err(got), Ok(_)) => prop_assert!(false, "refused {}: {}", text, got),
             }
+        }
+
+        /// Whitespace between tokens changes no answer (size limits count the text without it)
+        /// and no record's row.
+        #[test]
+        fn whitespace_changes_no_answer(text in event_text(), pad in 0usize..700, limit in prop_oneof![Just(1usize << 20), 100usize..400], with_routes in any::<bool>()) {
+            let routes = routes();
+            let routes = with_routes.then_some(&routes);
+            let padded = format!("{{{}{}", " ".repeat(pad), &text[1..]);
+            let received_at = Utc::now();
+            let at = Position::Index(1);
+            let answer = |text: &str| record(limit, routes, &raw(text), at, received_at);
+            match (answer(&text), answer(&padded)) {
+                (Err(plain), Err(padded)) => {
+                    prop_assert_eq!(plain.status(), padded.status());
+                    prop_assert_eq!(plain.body(), padded.body());
+                }
+                (Ok(plain), Ok(padded)) => {
+                    let later = Utc::now();
+                    let decode = |value: &[u8]| wire::decode(Some(value), None, later, usize::MAX).map(|e| Event { id: uuid::Uuid::nil(), ..e });
+                    prop_assert_eq!(decode(&plain.value), decode(&padded.value));
+                }
+                (plain, padded) => prop_assert!(false, "{} answered {:?}, padded by {} {:?}", text, plain.map(|r| r.size()), pad, padded.map(|r| r.size())),
+            }
+        }
+    }
+
+    /// The review's case: ten `1e9` fit as sent (the tree would write each as `1000000000.0`).
+    #[test]
+    fn an_event_that_fits_as_sent_fits_with_whitespace_too() {
+        let text = r#"{"type":"t","data":{"a":[1e9,1e9,1e9,1e9,1e9,1e9,1e9,1e9,1e9,1e9]}}"#;
+        let padded = text.replacen(r#""t","#, &format!(r#""t",{}"#, " ".repeat(240)), 1);
+        for text in [text, padded.as_str()] {
+            let record = record(300, None, &raw(text), Position::Index(0), Utc::now()).expect("accepted");
+            assert!(String::from_utf8_lossy(&record.value).contains("[1e9,1e9,"), "data as sent");
         }
     }
 }

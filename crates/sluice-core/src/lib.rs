@@ -6,6 +6,7 @@
 pub mod event;
 pub mod kafka;
 pub mod metrics;
+pub mod numbers;
 pub mod raw;
 pub mod scan;
 pub mod secret;

@@ -7,8 +7,11 @@
 //!   accepts, and its record ([`ApiEvent::encode_value`]) decodes ([`crate::wire::decode`]) to
 //!   exactly the event `Event::from_api` validated;
 //! - it accepts every such text but for rare spellings it leaves to the tree path: a key given
-//!   twice in the event, and an escaped NUL (`\u0000`) anywhere in `data` (the tree path
-//!   finds its JSON path for the error message, or accepts when a later duplicate key hides it).
+//!   twice in the event, an escaped NUL (`\u0000`) anywhere in `data` (the tree path finds its
+//!   JSON path for the error message, or accepts when a later duplicate key hides it), and a
+//!   number in `data` that PostgreSQL's `numeric` would not store as written
+//!   ([`crate::numbers`]: serde_json reads `1e-16384` as 0, jsonb refuses it; the tree writes
+//!   `0.0`).
 //!
 //! A refusal says nothing about why: the caller runs the tree path, which gives the error
 //! message (and so keeps every message as it was).
@@ -30,6 +33,7 @@ use uuid::Uuid;
 
 use crate::{
     event::{storable, to_micros, MAX_KEY_CHARS, MAX_TYPE_CHARS},
+    numbers::numbers_fit_numeric,
     wire::MAX_DATA_DEPTH,
     Event,
 };
@@ -92,6 +96,10 @@ impl<'a> ApiEvent<'a> {
                     return None;
                 }
                 DataSeed { depth: 0 }.deserialize(&mut serde_json::Deserializer::from_str(text)).ok()?;
+                // Kept as written, so every number must be one PostgreSQL stores as written.
+                if !numbers_fit_numeric(text.as_bytes()) {
+                    return None;
+                }
                 Some(text)
             }
         };
@@ -133,6 +141,11 @@ impl<'a> ApiEvent<'a> {
         }
         out.push(b'}');
         debug_assert!(out.len() <= capacity, "the record outgrew its estimate");
+        // Whitespace removed from `data` is capacity the record would hold until the broker
+        // acknowledges it, uncounted by the in-flight cap (which counts lengths): give it back.
+        if out.capacity() > out.len() + 64 {
+            out.shrink_to_fit();
+        }
         out
     }
 
@@ -658,8 +671,21 @@ mod tests {
             r#"{"type":"t","data":{"a":"\ud800"}}"#,
             r#"{"type":"t","data":{"a\u0000":1}}"#,
             r#"{"type":"t","ts":"9999-12-31T23:59:60Z"}"#,
+            // Numbers serde_json reads as 0 that PostgreSQL's numeric refuses as written.
+            r#"{"type":"t","data":{"a":1e-16384}}"#,
+            r#"{"type":"t","data":{"a":[0e1073741823]}}"#,
         ] {
             assert_eq!(ApiEvent::scan(text, now), None, "{text}");
         }
+    }
+
+    /// A record is held until the broker acknowledges it and counted by its length: whitespace
+    /// taken out of `data` must not stay behind as capacity.
+    #[test]
+    fn a_record_holds_no_capacity_for_the_whitespace_it_dropped() {
+        let text = format!("{{\"type\":\"t\",\"data\":{{\"a\":1{}}}}}", " ".repeat(1 << 20));
+        let record = ApiEvent::scan(&text, t("2026-01-01T00:00:00Z")).expect("accepted").encode_value();
+        assert!(record.len() < 200, "{} bytes", record.len());
+        assert!(record.capacity() <= record.len() + 64, "capacity {} for {} bytes", record.capacity(), record.len());
     }
 }
