@@ -96,6 +96,22 @@ def topic_create(name, partitions):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def topic_delete(name):
+    subprocess.run(["bash", str(STACK), "topic-delete", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def topic_bytes(name):
+    """Bytes of the topic's log segments on the broker's disk (what its records take there, as
+    the producer compressed them), or None when the log directory is not found."""
+    state = Path(os.environ.get("SLUICE_STATE_DIR", REPO / ".stack"))
+    try:
+        props = (state / "kafka" / "server.properties").read_text()
+        dirs = next(l.split("=", 1)[1].strip() for l in props.splitlines() if l.startswith("log.dirs="))
+    except (OSError, StopIteration):
+        return None
+    return sum(f.stat().st_size for d in dirs.split(",") for f in Path(d).glob(f"{name}-*/*.log")) or None
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -250,9 +266,30 @@ class Bench:
 
     # ---------- scenario 1: ingest capacity ----------
 
+    def wrk(self, name, port, batch, connections, secs):
+        """The external load generator (Debian's wrk), closed loop like loadgen: one static body of
+        `batch` events (no id, no key: each event gets a fresh id, its partition by id), the same
+        256-byte `data` shape as loadgen's. None when wrk is missing and cannot be installed."""
+        if not ensure_wrk():
+            return None
+        pad = uuid.uuid4().hex * 8
+        events = [f'{{"type":"bench","data":{{"seq":{n},"pad":"{pad[:256 - 17 - len(str(n))]}"}}}}' for n in range(batch)]
+        body = events[0] if batch == 1 else "[" + ",".join(events) + "]"
+        script = self.raw / f"wrk-{name}.lua"
+        script.write_text(WRK_SCRIPT.replace("BODY", body))
+        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{secs}", "--timeout", "60s", "-s", str(script),
+                              f"http://127.0.0.1:{port}/v1/events"], capture_output=True, text=True, check=True).stdout
+        (self.raw / f"wrk-{name}.txt").write_text(out)
+        r = json.loads(out.strip().splitlines()[-1])
+        ok = r["requests"] - r["non_2xx"]
+        secs_run = r["duration_us"] / 1e6
+        return {"tool": "wrk", "batch": batch, "concurrency": connections, "events_per_s": ok * batch / secs_run,
+                "requests_per_s": ok / secs_run, "non_2xx": r["non_2xx"], "socket_errors": r["socket_errors"],
+                "latency_ms": {"p50": r["p50_us"] / 1000, "p99": r["p99_us"] / 1000}}
+
     def ingest(self):
-        log("1/9 ingest capacity: gateway vs synchronous INSERT per event, concurrency sweep")
-        concurrencies = [16, 64] if self.quick else [16, 64, 256, 512]
+        log("1/9 ingest capacity: gateway vs synchronous INSERT per event, concurrency sweep (loadgen, then wrk)")
+        concurrencies = [16, 64, 256] if self.quick else [16, 64, 256, 512]
         secs = "5s" if self.quick else "10s"
         rows = []
         topic, group = f"bench_ingest_{uuid.uuid4().hex[:6]}", f"bench_ingest_{uuid.uuid4().hex[:6]}"
@@ -271,15 +308,128 @@ class Bench:
                                  "requests_per_s": r["requests_2xx_per_s"], "non_2xx": r["requests_sent"] - r["requests_2xx"],
                                  "latency_ms": r["latency_ms"]})
                     log(f"  {system:6} batch {batch:3} c={c:3}: {r['events_2xx_per_s']:9.0f} events/s, p99 {r['latency_ms']['p99']} ms")
-        self.results["gateway_rss_mb_saturated"] = gw.rss_mb()
-        for p in (gw, sk, sync):
-            p.stop()
-        self.results["ingest"] = rows
 
         def best(system, batch):
             return max((r for r in rows if r["system"] == system and r["batch"] == batch), key=lambda r: r["events_per_s"])
         self.results["ingest_best"] = {f"{s}_b{b}": best(s, b) for s in ("sluice", "sync") for b in (1, 100)}
+        # The same targets through an external load generator: the synchronous service at its best
+        # loadgen concurrency, sluice at its best for 100-event requests and at 256 connections for
+        # single events (the issue 13 target).
+        external = []
+        plan = [("sync", sync.port, 1, best("sync", 1)["concurrency"]), ("sluice", gw.port, 1, 256),
+                ("sync", sync.port, 100, best("sync", 100)["concurrency"]),
+                ("sluice", gw.port, 100, best("sluice", 100)["concurrency"])]
+        for system, port, batch, c in plan:
+            r = self.wrk(f"ingest-{system}-b{batch}-c{c}", port, batch, c, secs)
+            if r is None:
+                break
+            r["system"] = system
+            external.append(r)
+            log(f"  wrk {system:6} batch {batch:3} c={c:3}: {r['events_per_s']:9.0f} events/s, p99 {r['latency_ms']['p99']} ms")
+        self.results["ingest_external"] = external if external else {"error": "wrk is not installed and could not be installed"}
+        self.results["gateway_rss_mb_saturated"] = gw.rss_mb()
+        for p in (gw, sk, sync):
+            p.stop()
+        self.results["ingest"] = rows
         return rows
+
+    # ---------- the gateway's producer settings, by measurement (issue 13) ----------
+
+    # One change from the gateway's defaults (linger.ms 5, lz4, librdkafka's batch.size) per row;
+    # the defaults run first and last, so the spread between those two is the run's noise.
+    PRODUCER_SETTINGS = [("defaults (linger.ms=5, lz4)", []), ("linger.ms=0", ["linger.ms=0"]),
+                         ("linger.ms=1", ["linger.ms=1"]), ("linger.ms=20", ["linger.ms=20"]),
+                         ("compression none", ["compression.type=none"]), ("compression gzip", ["compression.type=gzip"]),
+                         ("batch.size=128 KiB", ["batch.size=131072"]),
+                         ("linger.ms=1, compression none", ["linger.ms=1", "compression.type=none"]),
+                         ("defaults, again", [])]
+
+    def producer(self):
+        log("producer settings: the gateway alone (no sinker, no throttle), one setting changed per row")
+        secs = "5s" if self.quick else "10s"
+        rows = []
+        for name, options in self.PRODUCER_SETTINGS:
+            topic = f"bench_producer_{uuid.uuid4().hex[:6]}"
+            topic_create(topic, 6)
+            extra = [a for o in options for a in ("--kafka-option", o)]
+            row = {"setting": name}
+            try:
+                gw = self.gateway(topic, f"bench_producer_{uuid.uuid4().hex[:6]}", extra)
+            except Exception as e:  # noqa: BLE001 - a setting the build lacks is a row saying so
+                row["error"] = f"{type(e).__name__}: {e}"
+                rows.append(row)
+                log(f"  {name:28} failed: {row['error']}")
+                topic_delete(topic)
+                continue
+            for label, batch, c in (("single_c16", 1, 16), ("single_c256", 1, 256), ("batch100_c64", 100, 64)):
+                r = self.loadgen(f"producer-{len(rows)}-{label}", gw.port, "--mode", "closed", "--concurrency", str(c),
+                                 "--batch", str(batch), "--duration", secs, "--warmup", "2s", "--timeout", "60s")
+                row[label] = {"events_per_s": r["events_2xx_per_s"], "p50_ms": r["latency_ms"]["p50"], "p99_ms": r["latency_ms"]["p99"],
+                              "non_2xx": r["requests_sent"] - r["requests_2xx"]}
+                row["events"] = row.get("events", 0) + r["events_2xx"] + r.get("warmup_events_sent", 0)
+            row["gateway_cpu_s"] = gw.cpu_seconds()
+            gw.stop()
+            size = topic_bytes(topic)
+            row["log_bytes_per_event"] = size / row["events"] if size and row["events"] else None
+            topic_delete(topic)
+            rows.append(row)
+            log(f"  {name:28} single c=16 {row['single_c16']['events_per_s']:6.0f}/s p99 {row['single_c16']['p99_ms']} ms; "
+                f"single c=256 {row['single_c256']['events_per_s']:8.0f}/s p99 {row['single_c256']['p99_ms']} ms; "
+                f"100-event c=64 {row['batch100_c64']['events_per_s']:8.0f}/s p99 {row['batch100_c64']['p99_ms']} ms")
+        self.results["producer"] = rows
+
+    def report_producer(self):
+        rows = self.results.get("producer")
+        if not rows:
+            return []
+        lines = ["## Producer settings (issue 13)", "",
+                 "The gateway alone on a 6-partition topic (acks=all, no sinker, no throttle), loadgen closed loop, "
+                 "one setting changed from the defaults per row; the defaults ran first and last.", "",
+                 "| setting | single events, c=16, events/s | p50 ms | single events, c=256, events/s | p99 ms | 100-event requests, c=64, events/s | p99 ms | non-2xx | broker log bytes per event |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            if "error" in r:
+                lines.append(f"| {r['setting']} | not measured: {r['error']} | | | | | | | |")
+                continue
+            low, a, b = r["single_c16"], r["single_c256"], r["batch100_c64"]
+            per_event = r.get("log_bytes_per_event")
+            lines.append(f"| {r['setting']} | {low['events_per_s']:.0f} | {low['p50_ms']} | {a['events_per_s']:.0f} | {a['p99_ms']} | "
+                         f"{b['events_per_s']:.0f} | {b['p99_ms']} | {low['non_2xx'] + a['non_2xx'] + b['non_2xx']} | "
+                         f"{f'{per_event:.0f}' if per_event else '?'} |")
+        return lines + [""]
+
+    def report_ingest(self):
+        """Section 1 of the report."""
+        R = self.results
+        b = R["ingest_best"]
+        lines = ["## 1. Ingest vs the synchronous-write design", "",
+                 "Closed loop, 256-byte `data`; the gateway (acks=all) with one sinker behind it on 6 partitions.", "",
+                 "| system | events/request | best events/s | at concurrency | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
+        for key in ("sluice_b1", "sync_b1", "sluice_b100", "sync_b100"):
+            r = b[key]
+            lines.append(f"| {r['system']} | {r['batch']} | {r['events_per_s']:.0f} | {r['concurrency']} | {r['latency_ms']['p50']} | {r['latency_ms']['p99']} |")
+        at256 = next((r for r in R["ingest"] if r["system"] == "sluice" and r["batch"] == 1 and r["concurrency"] == 256), b["sluice_b1"])
+        r1 = at256["events_per_s"] / b["sync_b1"]["events_per_s"]
+        r100 = b["sluice_b100"]["events_per_s"] / b["sync_b100"]["events_per_s"]
+        R.setdefault("ratios", {}).update({"ingest_single_c256": r1, "ingest_batch100": r100})
+        lines += ["", f"loadgen: single events at 256 connections **{r1:.1f}x** the synchronous service's best (target 3x); "
+                  f"100-event requests **{r100:.1f}x** (target 20x).", ""]
+        ext = R.get("ingest_external")
+        if isinstance(ext, dict):
+            lines.append(f"External load generator: not measured ({ext['error']}).")
+        elif ext:
+            lines += ["wrk (Debian's 4.1, 2 threads, one static body per run, events without id or key):", "",
+                      "| system | events/request | connections | events/s | p50 ms | p99 ms | non-2xx |", "|---|---|---|---|---|---|---|"]
+            for r in ext:
+                lines.append(f"| {r['system']} | {r['batch']} | {r['concurrency']} | {r['events_per_s']:.0f} | "
+                             f"{r['latency_ms']['p50']:.1f} | {r['latency_ms']['p99']:.1f} | {r['non_2xx']} |")
+            by = {(r["system"], r["batch"]): r["events_per_s"] for r in ext}
+            if len(by) == 4:
+                w1, w100 = by[("sluice", 1)] / by[("sync", 1)], by[("sluice", 100)] / by[("sync", 100)]
+                R["ratios"].update({"ingest_single_c256_wrk": w1, "ingest_batch100_wrk": w100})
+                lines += ["", f"wrk: single events at 256 connections **{w1:.1f}x** (target 3x); 100-event requests **{w100:.1f}x** (target 20x)."]
+        lines += ["", f"Gateway peak RSS after the saturation sweep: **{R['gateway_rss_mb_saturated']:.0f} MB** (target under 100 MB).", ""]
+        return lines
 
     # ---------- scenario 2: decoupling under database stress ----------
 
@@ -733,17 +883,7 @@ class Bench:
         return "\n".join(lines)
 
     def section_ingest(self):
-        R = self.results
-        b = R["ingest_best"]
-        lines = ["| system | events/request | best events/s | at concurrency | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
-        for key in ("sluice_b1", "sync_b1", "sluice_b100", "sync_b100"):
-            r = b[key]
-            lines.append(f"| {r['system']} | {r['batch']} | {r['events_per_s']:.0f} | {r['concurrency']} | {r['latency_ms']['p50']} | {r['latency_ms']['p99']} |")
-        r1 = b["sluice_b1"]["events_per_s"] / b["sync_b1"]["events_per_s"]
-        r100 = b["sluice_b100"]["events_per_s"] / b["sync_b100"]["events_per_s"]
-        R["ratios"].update({"ingest_single": r1, "ingest_batch100": r100})
-        return lines + ["", f"Ratio, single events: **{r1:.1f}x** (target 2x). Ratio, 100-event requests: **{r100:.1f}x** (target 20x).", "",
-                        "![throughput](throughput.png)", ""]
+        return self.report_ingest()[2:] + ["![throughput](throughput.png)", ""]
 
     def section_stress(self):
         R = self.results
@@ -801,7 +941,7 @@ class Bench:
         R = self.results
         lines = []
         if "gateway_rss_mb_saturated" in R:
-            lines.append(f"- Gateway peak RSS after the saturation sweep: **{R['gateway_rss_mb_saturated']:.0f} MB** (target under 150 MB).")
+            lines.append(f"- Gateway peak RSS after the saturation sweep: **{R['gateway_rss_mb_saturated']:.0f} MB** (target under 100 MB).")
         sinker_rss = max(r["sinker_peak_rss_mb"] for r in R["drain"])
         lines.append(f"- Sinker peak RSS while draining {R['drain_events']} events of lag: **{sinker_rss:.0f} MB** (target under 250 MB).")
         return lines + [""]
@@ -886,6 +1026,36 @@ def stress_db(url, kind, stop):
         stop.wait()
 
 
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[BODY]==]
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests":%d,"duration_us":%d,"non_2xx":%d,"socket_errors":%d,"p50_us":%d,"p99_us":%d}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def ensure_wrk():
+    """wrk on PATH, installed from Debian's packages when missing and running as root."""
+    import shutil
+    if shutil.which("wrk"):
+        return True
+    if os.geteuid() != 0:
+        log("wrk not found and not root: install it with 'sudo apt-get install -y wrk'; the external figures are skipped")
+        return False
+    log("installing wrk with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "--no-install-recommends", "wrk"]):
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            log(f"{' '.join(cmd)} failed: {r.stderr.strip()[-400:]}")
+            return False
+    return shutil.which("wrk") is not None
+
+
 def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
     mem = next((int(l.split()[1]) // 1024 // 1024 for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")), 0)
@@ -907,7 +1077,8 @@ def update_benchmarks_md(report_text, out):
 
 
 SCENARIOS = {"ingest": "ingest", "stress": "stress", "drain": "drains", "target": "target", "debezium": "debezium",
-             "freshness": "freshness", "batch": "batch_sweep", "routes": "routes", "upsert": "upsert"}
+             "freshness": "freshness", "batch": "batch_sweep", "routes": "routes", "upsert": "upsert",
+             "producer": "producer"}
 
 
 def main():
@@ -934,7 +1105,7 @@ def main():
     b.results["wall_seconds"] = time.time() - started
     if args.only:
         lines = [f"# sluice benchmark report, {b.date} (only {args.only}" + (", quick mode)" if args.quick else ")"), "",
-                 f"Machine: {b.results['machine']}", ""] + b.report_target() + b.report_routes()
+                 f"Machine: {b.results['machine']}", ""] + (b.report_ingest() if "ingest_best" in b.results else []) + b.report_producer() + b.report_target() + b.report_routes()
         for name, why in b.results.get("failed", {}).items():
             if name not in ("target", "routes", "upsert"):
                 lines += [f"Scenario `{name}` failed: {why}", ""]

@@ -2,9 +2,10 @@
 //! 202 only when the broker acknowledged each one.
 //!
 //! Invariant: a request answered 4xx produced nothing. Every check that can refuse a request
-//! runs before the first event is handed to the producer. With `--routes`, that includes each
-//! event's routes check (`route_check`): one event that matches no route or fails a declared
-//! type refuses the whole request.
+//! runs before the first event is handed to the producer. Each event becomes its record in
+//! `event_record` (scanned, not parsed into a tree); with `--routes`, that includes its routes
+//! check (`route_check`): one event that matches no route or fails a declared type refuses the
+//! whole request.
 //!
 //! Time: the body must arrive within `--body-read-timeout` (else 408); `--request-timeout`
 //! starts once it has, and covers validation, producing and the acknowledgements. Events are
@@ -19,7 +20,6 @@ use axum::{
 };
 use chrono::Utc;
 use serde::Serialize;
-use sluice_core::Event;
 use tokio::time::Instant;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -28,9 +28,9 @@ use crate::{
     app::AppState,
     auth, body, body_read,
     error::ApiError,
+    event_record,
     inflight::InflightGuard,
     producer::{self, Outgoing},
-    route_check,
 };
 
 /// The body of a 202: every event of the request was acknowledged by the broker.
@@ -130,21 +130,8 @@ async fn ingest(
     let received_at = Utc::now();
     let mut outgoing = Vec::with_capacity(raws.len());
     for (at, raw) in raws {
-        // One event's values at a time: parsed, validated, encoded, dropped.
-        let value = body::value(raw, at, config.max_event_bytes)?;
-        let event = Event::from_api(value, received_at).map_err(|e| ApiError::InvalidEvent {
-            message: at.prefix(&e.message),
-            at,
-            column: None,
-        })?;
-        if let Some(routes) = &state.routes {
-            routes.check_event(&event).map_err(|refusal| route_check::refused(refusal, at))?;
-        }
-        let record = Outgoing::new(&event);
-        if record.size() > config.max_event_bytes {
-            return Err(ApiError::EventTooLarge { size: record.size(), limit: config.max_event_bytes, at });
-        }
-        outgoing.push(record);
+        // One event at a time: validated, encoded, its values (if any were built) dropped.
+        outgoing.push(event_record::record(config.max_event_bytes, state.routes.as_deref(), raw, at, received_at)?);
     }
     drop(decoded);
     drop(raw);

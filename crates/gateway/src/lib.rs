@@ -3,7 +3,8 @@
 //! - [`config`]: flags and environment;
 //! - [`app`]: the router and shared state;
 //! - [`serve`]: the HTTP server, its timeouts and its connection cap;
-//! - [`ingest`]: `POST /v1/events`, with [`body_read`] (receiving), [`body`] (decoding), [`auth`]
+//! - [`ingest`]: `POST /v1/events`, with [`body_read`] (receiving), [`body`] (decoding),
+//!   [`event_record`] (each event validated and encoded, by a scan), [`auth`]
 //!   and [`keys`] (who may write, from where, how fast) and [`route_check`] (`--routes`: what
 //!   the sinker would dead-letter is refused);
 //! - [`segment`]: the Segment-compatible API (`/v1/batch`, `/v1/track`, ...), each message
@@ -25,6 +26,7 @@ pub mod body_read;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod event_record;
 pub mod health;
 pub mod inflight;
 pub mod ingest;

@@ -10,6 +10,7 @@ use rdkafka::{
 };
 use sluice_core::{
     kafka::{Guarantee, KafkaArgs},
+    scan::ApiEvent,
     Event,
 };
 use tokio::{sync::oneshot, time::Instant};
@@ -30,6 +31,11 @@ impl Outgoing {
         Self { id: event.id, key, value }
     }
 
+    /// A scanned event's record: `data` as the client sent it (`sluice_core::scan`).
+    pub fn scanned(event: &ApiEvent<'_>) -> Self {
+        Self { id: event.id, key: event.partition_key(), value: event.encode_value() }
+    }
+
     pub fn size(&self) -> usize {
         self.key.len() + self.value.len()
     }
@@ -45,8 +51,9 @@ pub const MAX_EVENT_BYTES: usize = 1_000_000_000 - RECORD_OVERHEAD_BYTES;
 
 /// The most bytes a record adds to its event as posted: the id (as field and as record key),
 /// `ts` and `received_at` with microseconds, `data` when absent, and the `key` sent twice
-/// (field and record key). Numbers written shorter than serde_json writes them (`1e9`) can add
-/// more; see `Config::largest_request_bytes`.
+/// (field and record key). On the tree path only (the Segment endpoints, and the events the scan
+/// leaves to it), numbers written shorter than serde_json writes them (`1e9`) can add more; see
+/// `Config::largest_request_bytes`. A scanned record keeps `data` as sent, less whitespace.
 pub const RECORD_OVERHEAD: usize = 4 * sluice_core::event::MAX_KEY_CHARS + 256;
 
 /// Builds the producer: acks from every in-sync replica, idempotent, a short linger,
@@ -217,6 +224,9 @@ mod tests {
             let event = Event::from_api(value, Utc::now()).expect("valid");
             let size = Outgoing::new(&event).size();
             assert!(size <= body.len() + RECORD_OVERHEAD, "{body}: {size} bytes as a record");
+            let scanned = ApiEvent::scan(&body, Utc::now()).expect("scanned");
+            let size = Outgoing::scanned(&scanned).size();
+            assert!(size <= body.len() + RECORD_OVERHEAD, "{body}: {size} bytes as a scanned record");
         }
     }
 }

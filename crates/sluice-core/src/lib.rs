@@ -1,11 +1,14 @@
 //! What the gateway and the sinker share: the event and its validation ([`event`]), the Kafka
-//! wire format ([`wire`]), Kafka client settings ([`kafka`]), and process plumbing (logging,
+//! wire format ([`wire`]) and the fast path that validates and encodes an event without a tree
+//! ([`scan`]), Kafka client settings ([`kafka`]), and process plumbing (logging,
 //! shutdown, metrics rendering, secret redaction, how a task ended).
 
 pub mod event;
 pub mod kafka;
 pub mod metrics;
+pub mod numbers;
 pub mod raw;
+pub mod scan;
 pub mod secret;
 pub mod shutdown;
 pub mod task;

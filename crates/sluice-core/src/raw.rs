@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::{
     event::{optional_id, optional_timestamp, to_micros, CommonFields},
+    numbers::numbers_fit_numeric,
     wire::{self, Rejection},
 };
 
@@ -88,7 +89,8 @@ pub fn decode_raw(
 }
 
 /// The fast path: None when the record is not a valid event with an object (or no) `data`
-/// free of what `jsonb` refuses.
+/// free of what `jsonb` refuses (escapes it cannot hold, numbers `numeric` does not store as
+/// written: `crate::numbers`; the tree decoder reads those as doubles, as it always did).
 fn fast(bytes: &[u8], record_ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<RawEvent> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let envelope = de.deserialize_map(EnvelopeVisitor).ok()?;
@@ -109,7 +111,7 @@ fn fast(bytes: &[u8], record_ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> O
         Some(raw) => {
             let text = raw.get();
             match text.as_bytes().first() {
-                Some(b'{') if jsonb_takes(text) => {
+                Some(b'{') if jsonb_takes(text) && numbers_fit_numeric(text.as_bytes()) => {
                     let start = text.as_ptr() as usize - bytes.as_ptr() as usize;
                     RawData::Slice(start..start + text.len())
                 }
