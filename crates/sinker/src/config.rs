@@ -36,7 +36,7 @@ pub struct Config {
     pub database_url: String,
 
     /// Most rows in one batch (one INSERT, one transaction).
-    #[arg(long, env = "SINKER_BATCH_SIZE", default_value_t = 500)]
+    #[arg(long, env = "SINKER_BATCH_SIZE", default_value_t = 2000)]
     pub batch_size: usize,
 
     /// Batch commits slower than this shrink the batch target (halved); faster ones grow it
