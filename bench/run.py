@@ -876,6 +876,7 @@ class Bench:
                 lines += section()
             except Exception as e:  # noqa: BLE001 - a report section must not hide the others
                 lines += [f"Not reported: {type(e).__name__}: {e}", ""]
+        lines += self.report_producer()
         lines += self.report_target()
         lines += self.report_routes()
         (self.out / "report.md").write_text("\n".join(lines) + "\n")
