@@ -196,12 +196,21 @@ async fn a_fenced_begin_moves_the_fence_in_one_round_trip_and_leaves_no_transact
     drop(tx);
     let stored = store.load_offsets(group, "t", &[0]).await.expect("offsets");
     assert_eq!(stored.get(&0), Some(&8));
-    let open: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
-    )
-    .fetch_one(store.pool())
-    .await
-    .expect("sessions");
+    // The pool sends a dropped transaction's ROLLBACK when it takes the connection back, in the
+    // background: wait (bounded) for no session to be left inside a transaction.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let open = loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .expect("sessions");
+        if open == 0 || std::time::Instant::now() > deadline {
+            break open;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(open, 0, "no pooled session is left inside a transaction");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.pool()).await.expect("count");
     assert_eq!(rows, 4);
