@@ -18,6 +18,7 @@ mod gateway_limits;
 mod gateway_routes;
 mod gateway_slow_clients;
 mod guarantees;
+mod lookahead;
 mod raw_json;
 mod routes;
 mod routes_agreement;

@@ -1,7 +1,7 @@
 //! The batching policy: a batch closes on rows, bytes or age, whichever comes first,
 //! independent of how many records one poll returned.
 
-use std::time::Duration;
+use std::{ops::Deref, time::Duration};
 
 use rdkafka::message::OwnedMessage;
 use tokio::time::Instant;
@@ -15,12 +15,17 @@ pub struct BatchPolicy {
     pub max_age: Duration,
 }
 
-/// Records waiting to be written, in offset order.
-#[derive(Default)]
-pub struct Pending {
-    records: Vec<Buffered>,
+/// Records waiting to be written, in offset order (`T`: a record, with whatever travels with it).
+pub struct Pending<T = Buffered> {
+    records: Vec<T>,
     bytes: usize,
     opened: Option<Instant>,
+}
+
+impl<T> Default for Pending<T> {
+    fn default() -> Self {
+        Self { records: Vec::new(), bytes: 0, opened: None }
+    }
 }
 
 /// The bytes a record counts for in a batch.
@@ -29,8 +34,8 @@ pub fn record_bytes(msg: &OwnedMessage) -> usize {
     msg.payload().map_or(0, <[u8]>::len) + msg.key().map_or(0, <[u8]>::len)
 }
 
-impl Pending {
-    pub fn push(&mut self, msg: Buffered, now: Instant) {
+impl<T: Deref<Target = OwnedMessage>> Pending<T> {
+    pub fn push(&mut self, msg: T, now: Instant) {
         if self.records.is_empty() {
             self.opened = Some(now);
         }
@@ -46,7 +51,7 @@ impl Pending {
         self.records.is_empty()
     }
 
-    pub fn first(&self) -> Option<&Buffered> {
+    pub fn first(&self) -> Option<&T> {
         self.records.first()
     }
 
@@ -62,14 +67,14 @@ impl Pending {
     }
 
     /// Takes the records out, leaving the batch empty.
-    pub fn take(&mut self) -> Vec<Buffered> {
+    pub fn take(&mut self) -> Vec<T> {
         self.bytes = 0;
         self.opened = None;
         std::mem::take(&mut self.records)
     }
 
     /// Puts records back in front (they were not written), keeping offset order.
-    pub fn restore_front(&mut self, mut records: Vec<Buffered>, now: Instant) {
+    pub fn restore_front(&mut self, mut records: Vec<T>, now: Instant) {
         if records.is_empty() {
             return;
         }

@@ -2,7 +2,8 @@
 //!
 //! - [`config`]: flags and environment; [`run`]: wiring;
 //! - [`consumer`]: the poll thread and rebalance callbacks;
-//! - [`sink`]: the dispatcher loop; [`partition`]: one worker per partition;
+//! - [`sink`]: the dispatcher loop; [`partition`]: one worker per partition; [`prepared`]: a batch
+//!   decoded and encoded once; [`lookahead`]: the next batch made ready while one is written;
 //! - [`batch`]: the batching policy; [`adaptive`]: the batch size that follows the database; [`store`]: SQL and error classification;
 //!   [`binary`]: PostgreSQL's binary COPY format; [`batch_tx`]: a batch's transaction opened with its fence in one round trip;
 //! - [`catalog`]: routes resolved against the database's catalog; [`routed`]: the write path
@@ -26,8 +27,10 @@ pub mod dlq;
 pub mod failpoint;
 pub mod flow;
 pub mod http;
+pub mod lookahead;
 pub mod metrics;
 pub mod partition;
+pub mod prepared;
 pub mod received;
 pub mod routed;
 pub mod routed_copy;

@@ -31,6 +31,9 @@ pub struct Metrics {
     pub offset_conflicts: IntCounter,
     pub offset_resets: IntCounterVec,
     pub records_redelivered: IntCounter,
+    pub records_decoded_ahead: IntCounter,
+    pub records_read_ahead: IntGauge,
+    pub batches_encoded_ahead: IntCounter,
     pub kafka_ahead_of_database: IntCounter,
     pub partitions_stuck: IntGauge,
     pub dlq_failures: IntCounterVec,
@@ -135,6 +138,24 @@ impl Metrics {
                  by offset and fingerprint and dropped: their first delivery is held or written.",
             )
             .expect("valid metric"),
+            records_decoded_ahead: IntCounter::new(
+                "sinker_records_decoded_ahead_total",
+                "Records written whose decoding was done while their partition's previous batch was being written \
+                 (the CPU half of a batch overlapping the database's half).",
+            )
+            .expect("valid metric"),
+            records_read_ahead: IntGauge::new(
+                "sinker_records_read_ahead",
+                "Records read and decoded while their partition's batch before them is being written, waiting for \
+                 their own batch (at most one batch per partition).",
+            )
+            .expect("valid metric"),
+            batches_encoded_ahead: IntCounter::new(
+                "sinker_batches_encoded_ahead_total",
+                "Batches written whose binary COPY stream was encoded while their partition's previous batch was being \
+                 written.",
+            )
+            .expect("valid metric"),
             kafka_ahead_of_database: IntCounter::new(
                 "sinker_kafka_ahead_of_database_total",
                 "Times the database's stored offset was found behind Kafka's committed offset (at assignment) or behind \
@@ -223,6 +244,9 @@ impl Metrics {
             m.offset_conflicts,
             m.offset_resets,
             m.records_redelivered,
+            m.records_decoded_ahead,
+            m.records_read_ahead,
+            m.batches_encoded_ahead,
             m.kafka_ahead_of_database,
             m.partitions_stuck,
             m.dlq_failures,

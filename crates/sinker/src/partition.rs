@@ -21,10 +21,10 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, Utc};
-use rdkafka::{consumer::Consumer, message::OwnedMessage, Message, Timestamp};
-use sluice_core::{decode_raw, RawEvent, RejectReason, Rejection};
-use sluice_routes::{Op, ResolvedRoutes};
+use chrono::Utc;
+use rdkafka::{consumer::Consumer, message::OwnedMessage, Message};
+use sluice_core::{RejectReason, Rejection};
+use sluice_routes::ResolvedRoutes;
 use tokio::{
     sync::{mpsc, oneshot},
     time::{sleep_until, Instant},
@@ -39,13 +39,17 @@ use crate::{
     consumer::{Assignment, SeekRequests, SinkConsumer, RESET_BEYOND_LOG_END},
     dlq::{self, DeadLetters},
     failpoint,
-    flow::Buffered,
+    lookahead::Lookahead,
     metrics::Metrics,
+    prepared::{Incoming, Outcome, Prepared},
     received::{self, Arrival, Received},
     routed::{self, RoutedWritten, Units},
     store::{self, ErrorKind, Fence, Store},
     stuck::{StuckGuard, StuckPartitions},
 };
+
+/// How often a worker reads its inbox ahead while a batch is being written.
+const LOOKAHEAD_PERIOD: Duration = Duration::from_millis(5);
 
 /// What every worker shares.
 pub struct Shared {
@@ -80,7 +84,7 @@ pub struct PartitionState {
 }
 
 pub enum WorkerInput {
-    Record(Buffered),
+    Record(Incoming),
     /// The poll thread moved the fetch position to this offset: records from here on are
     /// from the new position.
     Seeked(i64),
@@ -110,7 +114,9 @@ pub struct PartitionWorker {
     /// Waiting for the poll thread to seek back to this offset: records are dropped until the
     /// [`WorkerInput::Seeked`] marker.
     seeking: Option<i64>,
-    pending: Pending,
+    pending: Pending<Incoming>,
+    /// Inputs read (and records decoded) while a batch is being written.
+    ahead: Lookahead,
     stuck: StuckGuard,
 }
 
@@ -142,6 +148,7 @@ impl PartitionWorker {
         let Assignment { partition, start, fence, fence_known } = assignment;
         state.written.store(start.unwrap_or(-1), Ordering::SeqCst);
         let stuck = StuckGuard::new(partition, shared.stuck.clone());
+        let ahead = Lookahead::new(shared.metrics.records_read_ahead.clone());
         Self {
             partition,
             shared,
@@ -154,6 +161,7 @@ impl PartitionWorker {
             received: Received::default(),
             seeking: None,
             pending: Pending::default(),
+            ahead,
             stuck,
         }
     }
@@ -164,7 +172,7 @@ impl PartitionWorker {
         loop {
             let deadline = self.pending.deadline(&self.shared.policy);
             tokio::select! {
-                input = self.inbox.recv() => match input {
+                input = self.ahead.next(&mut self.inbox) => match input {
                     Some(WorkerInput::Record(msg)) => {
                         let fingerprint = received::fingerprint(&msg);
                         match self.arrival(&msg, fingerprint) {
@@ -206,7 +214,7 @@ impl PartitionWorker {
         }
     }
 
-    fn accept(&mut self, msg: Buffered, fingerprint: u64) {
+    fn accept(&mut self, msg: Incoming, fingerprint: u64) {
         if self.abandon.is_cancelled() || self.seeking.is_some() {
             // Leaving (the next owner reads it again), or fetched before a seek back.
             self.state.buffered.fetch_sub(1, Ordering::SeqCst);
@@ -265,7 +273,8 @@ impl PartitionWorker {
         }
         failpoint::panic_here("sinker.panic_in_worker");
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-        let mut batch = Prepared::new(records, &self.shared, self.position);
+        let ahead = self.ahead.take_encoded();
+        let mut batch = Prepared::new(records, &self.shared, self.position, ahead);
         // Set once a COMMIT of this batch had an unknown outcome.
         let mut commit_unknown = false;
         loop {
@@ -293,9 +302,29 @@ impl PartitionWorker {
                     }
                 }
             }
-            let attempt = tokio::select! {
-                result = self.write(&mut batch) => Some(result),
-                () = self.abandon.cancelled() => None,
+            let attempt = {
+                // While the database works on this batch, the next inputs are read and their
+                // records decoded (lookahead.rs); they are acted on, in order, afterwards.
+                let write = write(&self.shared, self.partition, self.fence, &mut batch);
+                tokio::pin!(write);
+                let rows = self.shared.sizer.target().min(self.shared.policy.max_rows);
+                // The inbox is read on a short period, not on every record's arrival: a wake-up
+                // per record cost more CPU than the decoding it moved (BENCHMARKS.md).
+                let mut period = tokio::time::interval(LOOKAHEAD_PERIOD);
+                period.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        result = &mut write => break Some(result),
+                        () = self.abandon.cancelled() => break None,
+                        _ = period.tick(), if self.ahead.has_room(rows, self.shared.policy.max_bytes) => {
+                            self.ahead.take_queued(&mut self.inbox, &self.shared, rows);
+                            if !self.ahead.has_room(rows, self.shared.policy.max_bytes) {
+                                // A whole batch is ahead: encode it too.
+                                self.ahead.encode(&self.shared);
+                            }
+                        }
+                    }
+                }
             };
             match attempt {
                 None => {
@@ -330,7 +359,8 @@ impl PartitionWorker {
                     self.stuck.clear();
                     tracing::warn!(stored, from = batch.from, "offset fence refused the batch: another owner wrote this partition further; skipping what it wrote");
                     let before = batch.records.len();
-                    let rest: Vec<Buffered> = batch.records.into_iter().filter(|m| m.offset() >= stored).collect();
+                    let rest: Vec<Incoming> =
+                        batch.records.into_iter().filter(|m| m.offset() >= stored).map(Incoming::new).collect();
                     self.state.buffered.fetch_sub(before - rest.len(), Ordering::SeqCst);
                     self.position = Some(stored);
                     self.fence = Some(stored);
@@ -339,7 +369,7 @@ impl PartitionWorker {
                         self.state.oldest_unwritten_ms.store(0, Ordering::SeqCst);
                         return;
                     }
-                    batch = Prepared::new(rest, &self.shared, self.position);
+                    batch = Prepared::new(rest, &self.shared, self.position, None);
                 }
                 Some(Err(error)) => {
                     let delay = backoff.next_delay();
@@ -411,72 +441,6 @@ impl PartitionWorker {
         }
     }
 
-    /// One attempt: fence, insert, dead letters, commit.
-    async fn write(&self, batch: &mut Prepared) -> Result<Written, WriteError> {
-        let shared = &self.shared;
-        let expected = self.fence.unwrap_or(batch.from);
-        if !batch.decode_rejections_sent && !batch.rejections.is_empty() {
-            let letters: Vec<_> = batch.rejections.iter().map(|(i, r)| (&*batch.records[*i], r)).collect();
-            shared.dlq.send_all(&letters).await.map_err(WriteError::DeadLetter)?;
-            batch.decode_rejections_sent = true;
-        }
-        // The adaptive sizer sees only the database's work, not the waits around it.
-        let mut db = Stopwatch::default();
-        // BEGIN, the fence (and COPY's savepoint) in one round trip.
-        let savepoint = batch.copies(shared).then_some(store::COPY_SAVEPOINT);
-        let range = (expected, batch.to);
-        let opened =
-            BatchTx::begin_fenced(shared.store.pool(), &shared.group, &shared.topic, self.partition, range, savepoint);
-        db.start();
-        let mut tx = match opened.await.map_err(WriteError::Db)? {
-            Opened::Advanced(tx) => tx,
-            Opened::Conflict { stored } => return Ok(Written::Conflict { stored }),
-        };
-        let (outcome, refused) = match write_rows(&mut tx, shared, batch).await {
-            Ok(outcome) => (outcome, Vec::new()),
-            Err(e) if store::classify(&e) == ErrorKind::Rejected => {
-                shared.metrics.db_errors.with_label_values(&[ErrorKind::Rejected.label()]).inc();
-                tracing::warn!(error = %e, records = batch.len(), "the database refused a row of the batch; isolating it");
-                tx.rollback().await.map_err(WriteError::Db)?;
-                db.stop();
-                tx = BatchTx::begin(shared.store.pool()).await.map_err(WriteError::Db)?;
-                db.start();
-                if let Fence::Conflict { stored } =
-                    store::advance_offset(&mut tx, &shared.group, &shared.topic, self.partition, expected, batch.to)
-                        .await
-                        .map_err(WriteError::Db)?
-                {
-                    return Ok(Written::Conflict { stored });
-                }
-                write_rows_isolating(&mut tx, shared, batch).await.map_err(WriteError::Db)?
-            }
-            Err(e) => return Err(WriteError::Db(e)),
-        };
-        if !refused.is_empty() {
-            let rejections: Vec<(usize, Rejection)> = refused
-                .iter()
-                .map(|(i, reason)| (*i, Rejection::new(RejectReason::DatabaseRejected, reason.clone())))
-                .collect();
-            let letters: Vec<_> = rejections.iter().map(|(i, r)| (&*batch.records[*i], r)).collect();
-            db.stop();
-            shared.dlq.send_all(&letters).await.map_err(WriteError::DeadLetter)?;
-            db.start();
-            batch.db_rejections = rejections.len();
-        }
-        failpoint::hit("sinker.before_db_commit");
-        // A COMMIT that fails with a connection error (the connection broke, or the session was
-        // terminated) may have been applied: its outcome is unknown. Other errors rolled back.
-        tx.commit().await.map_err(|e| match store::classify(&e) {
-            ErrorKind::Connection => WriteError::CommitUnknown(e),
-            _ => WriteError::Db(e),
-        })?;
-        failpoint::hit("sinker.after_db_commit");
-        db.stop();
-        batch.outcome = outcome;
-        batch.commit_seconds = db.elapsed_at(Instant::now()).as_secs_f64();
-        Ok(Written::Done)
-    }
-
     fn after_commit(&mut self, batch: &Prepared) {
         let m = &self.shared.metrics;
         let valid = batch.len() as u64 - batch.db_rejections as u64;
@@ -498,6 +462,10 @@ impl PartitionWorker {
             m.dlq_messages.with_label_values(&[r.reason.code()]).inc();
         }
         m.dlq_messages.with_label_values(&[RejectReason::DatabaseRejected.code()]).inc_by(batch.db_rejections as u64);
+        m.records_decoded_ahead.inc_by(batch.decoded_ahead as u64);
+        if batch.encoded_ahead {
+            m.batches_encoded_ahead.inc();
+        }
         m.batch_rows.observe(batch.records.len() as f64);
         m.batch_commit_seconds.observe(batch.commit_seconds);
         self.shared.sizer.on_commit(Duration::from_secs_f64(batch.commit_seconds));
@@ -533,90 +501,74 @@ impl PartitionWorker {
     }
 }
 
-/// What a committed batch wrote.
-#[derive(Default)]
-struct Outcome {
-    /// Rows inserted (into `events`; with routes, over every route).
-    inserted: u64,
-    /// With routes: what each route did.
-    routed: Option<RoutedWritten>,
-    /// Without routes, with `--insert-method binary-copy`: the path the batch took.
-    copy: Option<store::CopyPath>,
-}
-
-/// A batch decoded once and retried as often as needed.
-struct Prepared {
-    records: Vec<Buffered>,
-    /// Without routes: decoded events (`data` left as text) with the index of their record.
-    events: Vec<(usize, RawEvent)>,
-    /// With routes: each record's operations, with the index of the record (records without
-    /// operations are in `rejections`).
-    units: Vec<(usize, Vec<Op>)>,
-    /// Records that are not valid events, with the reason.
-    rejections: Vec<(usize, Rejection)>,
-    decode_rejections_sent: bool,
-    db_rejections: usize,
-    from: i64,
-    to: i64,
-    outcome: Outcome,
-    commit_seconds: f64,
-}
-
-impl Prepared {
-    fn new(records: Vec<Buffered>, shared: &Shared, position: Option<i64>) -> Self {
-        let now = Utc::now();
-        let mut events = Vec::new();
-        let mut units = Vec::new();
-        let mut rejections = Vec::new();
-        for (i, msg) in records.iter().enumerate() {
-            let time = record_time(msg);
-            let decoded = match &shared.routes {
-                None => decode_raw(msg.payload(), time, now, shared.max_event_bytes).map(|e| events.push((i, e))),
-                Some(routes) => {
-                    routed::record_ops(routes, msg, time, now, shared.max_event_bytes).map(|ops| units.push((i, ops)))
-                }
-            };
-            if let Err(rejection) = decoded {
-                rejections.push((i, rejection));
+/// One attempt: fence, insert, dead letters, commit. `fence`: the stored offset the worker
+/// knows of (see [`PartitionWorker::fence`]).
+async fn write(
+    shared: &Shared,
+    partition: i32,
+    fence: Option<i64>,
+    batch: &mut Prepared,
+) -> Result<Written, WriteError> {
+    let expected = fence.unwrap_or(batch.from);
+    if !batch.decode_rejections_sent && !batch.rejections.is_empty() {
+        let letters: Vec<_> = batch.rejections.iter().map(|(i, r)| (&*batch.records[*i], r)).collect();
+        shared.dlq.send_all(&letters).await.map_err(WriteError::DeadLetter)?;
+        batch.decode_rejections_sent = true;
+    }
+    // The adaptive sizer sees only the database's work, not the waits around it.
+    let mut db = Stopwatch::default();
+    // BEGIN, the fence (and COPY's savepoint) in one round trip.
+    let savepoint = batch.copies(shared).then_some(store::COPY_SAVEPOINT);
+    let range = (expected, batch.to);
+    let opened = BatchTx::begin_fenced(shared.store.pool(), &shared.group, &shared.topic, partition, range, savepoint);
+    db.start();
+    let mut tx = match opened.await.map_err(WriteError::Db)? {
+        Opened::Advanced(tx) => tx,
+        Opened::Conflict { stored } => return Ok(Written::Conflict { stored }),
+    };
+    let (outcome, refused) = match write_rows(&mut tx, shared, batch).await {
+        Ok(outcome) => (outcome, Vec::new()),
+        Err(e) if store::classify(&e) == ErrorKind::Rejected => {
+            shared.metrics.db_errors.with_label_values(&[ErrorKind::Rejected.label()]).inc();
+            tracing::warn!(error = %e, records = batch.len(), "the database refused a row of the batch; isolating it");
+            tx.rollback().await.map_err(WriteError::Db)?;
+            db.stop();
+            tx = BatchTx::begin(shared.store.pool()).await.map_err(WriteError::Db)?;
+            db.start();
+            if let Fence::Conflict { stored } =
+                store::advance_offset(&mut tx, &shared.group, &shared.topic, partition, expected, batch.to)
+                    .await
+                    .map_err(WriteError::Db)?
+            {
+                return Ok(Written::Conflict { stored });
             }
+            write_rows_isolating(&mut tx, shared, batch).await.map_err(WriteError::Db)?
         }
-        let first = records.first().map_or(0, |m| m.offset());
-        let to = records.last().map_or(first, |m| m.offset() + 1);
-        Self {
-            from: position.unwrap_or(first).min(first),
-            to,
-            records,
-            events,
-            units,
-            rejections,
-            decode_rejections_sent: false,
-            db_rejections: 0,
-            outcome: Outcome::default(),
-            commit_seconds: 0.0,
-        }
-    }
-
-    /// The units written: events, or records with operations.
-    fn len(&self) -> usize {
-        self.events.len() + self.units.len()
-    }
-
-    /// Whether the batch's rows go in by COPY (the transaction then opens with its savepoint).
-    fn copies(&self, shared: &Shared) -> bool {
-        shared.insert_method == store::InsertMethod::BinaryCopy
-            && match &shared.routes {
-                None => !self.events.is_empty(),
-                Some(routes) => !self.units.is_empty() && routed::copies(routes),
-            }
-    }
-
-    /// The `events` rows of the batch, borrowed from its records.
-    fn event_rows(&self) -> Vec<store::EventRow<'_>> {
-        self.events
+        Err(e) => return Err(WriteError::Db(e)),
+    };
+    if !refused.is_empty() {
+        let rejections: Vec<(usize, Rejection)> = refused
             .iter()
-            .map(|(i, e)| store::EventRow::raw(e, self.records[*i].payload().unwrap_or_default()))
-            .collect()
+            .map(|(i, reason)| (*i, Rejection::new(RejectReason::DatabaseRejected, reason.clone())))
+            .collect();
+        let letters: Vec<_> = rejections.iter().map(|(i, r)| (&*batch.records[*i], r)).collect();
+        db.stop();
+        shared.dlq.send_all(&letters).await.map_err(WriteError::DeadLetter)?;
+        db.start();
+        batch.db_rejections = rejections.len();
     }
+    failpoint::hit("sinker.before_db_commit");
+    // A COMMIT that fails with a connection error (the connection broke, or the session was
+    // terminated) may have been applied: its outcome is unknown. Other errors rolled back.
+    tx.commit().await.map_err(|e| match store::classify(&e) {
+        ErrorKind::Connection => WriteError::CommitUnknown(e),
+        _ => WriteError::Db(e),
+    })?;
+    failpoint::hit("sinker.after_db_commit");
+    db.stop();
+    batch.outcome = outcome;
+    batch.commit_seconds = db.elapsed_at(Instant::now()).as_secs_f64();
+    Ok(Written::Done)
 }
 
 /// Writes a batch's rows in the transaction: into `events`, or through the routes.
@@ -624,7 +576,11 @@ async fn write_rows(conn: &mut sqlx::PgConnection, shared: &Shared, batch: &Prep
     match &shared.routes {
         None => {
             // The transaction opened with COPY's savepoint (see `copies`).
-            let inserted = store::insert_batch(conn, &batch.event_rows(), shared.insert_method, true).await?;
+            let rows = batch.event_rows();
+            let inserted = match &batch.copy_stream {
+                Some(stream) => store::insert_encoded(conn, &rows, stream, true).await?,
+                None => store::insert_batch(conn, &rows, shared.insert_method, true).await?,
+            };
             Ok(Outcome { inserted: inserted.rows, routed: None, copy: inserted.copy })
         }
         Some(routes) => {
@@ -675,13 +631,6 @@ fn fence_to_expect(position: Option<i64>, stored: Option<i64>) -> Option<i64> {
     match position {
         None => stored,
         Some(_) => None,
-    }
-}
-
-fn record_time(msg: &OwnedMessage) -> Option<DateTime<Utc>> {
-    match msg.timestamp() {
-        Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => DateTime::from_timestamp_millis(ms),
-        Timestamp::NotAvailable => None,
     }
 }
 

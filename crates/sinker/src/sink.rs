@@ -160,7 +160,7 @@ impl Dispatcher {
             return;
         };
         let buffered = worker.state.buffered.fetch_add(1, Ordering::SeqCst) + 1;
-        if worker.inbox.send(WorkerInput::Record(msg)).is_err() {
+        if worker.inbox.send(WorkerInput::Record(crate::prepared::Incoming::new(msg))).is_err() {
             worker.state.buffered.fetch_sub(1, Ordering::SeqCst);
             return;
         }

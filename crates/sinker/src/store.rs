@@ -270,13 +270,24 @@ pub async fn insert_batch(
             if events.is_empty() {
                 return Ok(Inserted { rows: 0, copy: None });
             }
-            match try_copy(conn, EVENTS_COPY, &encode_events(events), savepoint_taken).await? {
-                Some(rows) => Ok(Inserted { rows, copy: Some(CopyPath::Copy) }),
-                None => Ok(Inserted { rows: insert_events(conn, events).await?, copy: Some(CopyPath::Fallback) }),
-            }
+            insert_encoded(conn, events, &encode_events(events), savepoint_taken).await
         }
         InsertMethod::Unnest => Ok(Inserted { rows: insert_events(conn, events).await?, copy: None }),
         InsertMethod::Copy => Ok(Inserted { rows: insert_events_copy(conn, events).await?, copy: None }),
+    }
+}
+
+/// [`insert_batch`] by binary COPY, with the rows' COPY stream already encoded
+/// ([`encode_events`] of `events`, possibly ahead of time: see lookahead.rs).
+pub async fn insert_encoded(
+    conn: &mut PgConnection,
+    events: &[EventRow<'_>],
+    stream: &[u8],
+    savepoint_taken: bool,
+) -> Result<Inserted, sqlx::Error> {
+    match try_copy(conn, EVENTS_COPY, stream, savepoint_taken).await? {
+        Some(rows) => Ok(Inserted { rows, copy: Some(CopyPath::Copy) }),
+        None => Ok(Inserted { rows: insert_events(conn, events).await?, copy: Some(CopyPath::Fallback) }),
     }
 }
 
