@@ -1,5 +1,5 @@
-//! The sinker decodes (and encodes) a partition's next batch while the database writes the
-//! current one (crates/sinker/src/lookahead.rs), at most one batch ahead, and acts on those
+//! With `--read-ahead`, the sinker decodes (and encodes) a partition's next batch while the
+//! database writes the current one (crates/sinker/src/lookahead.rs), at most one batch ahead, and acts on those
 //! records in offset order once the write is done: exact rows, dead letters and offsets, as
 //! without it.
 
@@ -49,6 +49,7 @@ async fn the_next_batch_is_decoded_while_the_current_one_waits_on_the_database()
     // Batches close on 100 rows only (no timeout, no shrinking target) so the batches are
     // exactly 0..100, 100..200 and 200..300.
     let sinker = env.sinker(&[
+        "--read-ahead",
         "--batch-size",
         "100",
         "--batch-timeout",

@@ -92,6 +92,14 @@ pub struct Config {
     #[arg(long, env = "SINKER_MAX_BUFFERED_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_buffered_bytes: usize,
 
+    /// Read, decode and encode a partition's next batch while its current batch is being
+    /// written (at most one batch ahead per partition; order kept). Off by default: on this
+    /// project's 2-core benchmark machine it moved no drain faster and cost about a tenth more
+    /// CPU per row and 15-35 MB more memory (BENCHMARKS.md, "Overlap"); worth trying where the
+    /// sinker's decoding, not the database or the fetch, bounds a partition.
+    #[arg(long, env = "SINKER_READ_AHEAD", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub read_ahead: bool,
+
     /// Database connections in the pool (partitions are written in parallel, up to this many).
     #[arg(long, env = "SINKER_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
@@ -219,6 +227,7 @@ impl fmt::Debug for Config {
             .field("dlq_topic", &self.dlq_topic())
             .field("max_event_bytes", &self.max_event_bytes)
             .field("max_buffered_records", &self.max_buffered_records)
+            .field("read_ahead", &self.read_ahead)
             .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("drain_timeout", &self.drain_timeout)
             .field("db_pool_size", &self.db_pool_size)

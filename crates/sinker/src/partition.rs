@@ -67,6 +67,8 @@ pub struct Shared {
     /// event into `events`, with `insert_method`).
     pub routes: Option<Arc<ResolvedRoutes>>,
     pub max_event_bytes: usize,
+    /// `--read-ahead`: read and decode the next batch while one is being written.
+    pub read_ahead: bool,
     /// Where a worker asks the poll thread to move its partition's fetch position back.
     pub seeks: SeekRequests,
     pub stuck: Arc<StuckPartitions>,
@@ -303,20 +305,21 @@ impl PartitionWorker {
                 }
             }
             let attempt = {
-                // While the database works on this batch, the next inputs are read and their
-                // records decoded (lookahead.rs); they are acted on, in order, afterwards.
+                // With --read-ahead, while the database works on this batch, the next inputs are
+                // read and their records decoded (lookahead.rs); they are acted on, in order,
+                // afterwards.
                 let write = write(&self.shared, self.partition, self.fence, &mut batch);
                 tokio::pin!(write);
                 let rows = self.shared.sizer.target().min(self.shared.policy.max_rows);
-                // The inbox is read on a short period, not on every record's arrival: a wake-up
-                // per record cost more CPU than the decoding it moved (BENCHMARKS.md).
+                // The inbox is read on a short period, not on every record's arrival: one
+                // wake-up per period, not one per record.
                 let mut period = tokio::time::interval(LOOKAHEAD_PERIOD);
                 period.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
                         result = &mut write => break Some(result),
                         () = self.abandon.cancelled() => break None,
-                        _ = period.tick(), if self.ahead.has_room(rows, self.shared.policy.max_bytes) => {
+                        _ = period.tick(), if self.shared.read_ahead && self.ahead.has_room(rows, self.shared.policy.max_bytes) => {
                             self.ahead.take_queued(&mut self.inbox, &self.shared, rows);
                             if !self.ahead.has_room(rows, self.shared.policy.max_bytes) {
                                 // A whole batch is ahead: encode it too.

@@ -230,6 +230,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         insert_method: config.insert_method,
         routes,
         max_event_bytes: config.max_event_bytes,
+        read_ahead: config.read_ahead,
         seeks,
         stuck,
     });
