@@ -93,19 +93,9 @@ pub fn decode_raw(
 /// written: `crate::numbers`; the tree decoder reads those as doubles, as it always did).
 fn fast(bytes: &[u8], record_ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<RawEvent> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let envelope = de.deserialize_map(EnvelopeVisitor).ok()?;
+    let envelope = de.deserialize_map(EnvelopeVisitor(AsRawValue)).ok()?;
     de.end().ok()?;
-    // The small fields go through the tree decoder's own checks.
-    let small = |raw: Option<&RawValue>| raw.map(|r| serde_json::from_str::<Value>(r.get())).transpose().ok();
-    let id = optional_id(small(envelope.id)?).ok()??;
-    let mut obj = Map::new();
-    for (name, raw) in [("type", envelope.event_type), ("key", envelope.key), ("ts", envelope.ts)] {
-        if let Some(value) = small(raw)? {
-            obj.insert(name.to_owned(), value);
-        }
-    }
-    let fields = CommonFields::take(&mut obj).ok()?;
-    let received_at = optional_timestamp("received_at", small(envelope.received_at)?).ok()?;
+    let small = envelope.small_fields(record_ts, now)?;
     let data = match envelope.data {
         None => RawData::Empty,
         Some(raw) => {
@@ -120,13 +110,12 @@ fn fast(bytes: &[u8], record_ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> O
             }
         }
     };
-    let fallback = to_micros(record_ts.unwrap_or(now));
     Some(RawEvent {
-        id,
-        event_type: fields.event_type,
-        key: fields.key,
-        ts: fields.ts.unwrap_or(fallback),
-        received_at: received_at.unwrap_or(fallback),
+        id: small.id,
+        event_type: small.event_type,
+        key: small.key,
+        ts: small.ts,
+        received_at: small.received_at,
         data,
     })
 }
@@ -169,28 +158,88 @@ fn jsonb_takes(text: &str) -> bool {
     !pending_high
 }
 
-/// The envelope's fields as raw JSON; a repeated field keeps its last value (as the tree does).
-#[derive(Default)]
-struct Envelope<'a> {
+/// The envelope's fields: the small ones as raw JSON, `data` as its [`TakeData`] takes it; a
+/// repeated field keeps its last value (as the tree does).
+pub(crate) struct Envelope<'a, D> {
     id: Option<&'a RawValue>,
     event_type: Option<&'a RawValue>,
     key: Option<&'a RawValue>,
     ts: Option<&'a RawValue>,
     received_at: Option<&'a RawValue>,
-    data: Option<&'a RawValue>,
+    pub(crate) data: Option<D>,
 }
 
-struct EnvelopeVisitor;
+/// An envelope's fields but `data`, validated by the tree decoder's own rules (the defaults
+/// applied: `ts` and `received_at` from the record's timestamp, else `now`).
+pub(crate) struct SmallFields {
+    pub(crate) id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) key: Option<String>,
+    pub(crate) ts: DateTime<Utc>,
+    pub(crate) received_at: DateTime<Utc>,
+}
 
-impl<'de> Visitor<'de> for EnvelopeVisitor {
-    type Value = Envelope<'de>;
+impl<D> Envelope<'_, D> {
+    /// The small fields, or None when the tree decoder would refuse one of them (it says why).
+    pub(crate) fn small_fields(&self, record_ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<SmallFields> {
+        // The small fields go through the tree decoder's own checks.
+        let small = |raw: Option<&RawValue>| raw.map(|r| serde_json::from_str::<Value>(r.get())).transpose().ok();
+        let id = optional_id(small(self.id)?).ok()??;
+        let mut obj = Map::new();
+        for (name, raw) in [("type", self.event_type), ("key", self.key), ("ts", self.ts)] {
+            if let Some(value) = small(raw)? {
+                obj.insert(name.to_owned(), value);
+            }
+        }
+        let fields = CommonFields::take(&mut obj).ok()?;
+        let received_at = optional_timestamp("received_at", small(self.received_at)?).ok()?;
+        let fallback = to_micros(record_ts.unwrap_or(now));
+        Some(SmallFields {
+            id,
+            event_type: fields.event_type,
+            key: fields.key,
+            ts: fields.ts.unwrap_or(fallback),
+            received_at: received_at.unwrap_or(fallback),
+        })
+    }
+}
+
+/// How [`EnvelopeVisitor`] takes `data`'s value, and skips the value of a field it does not know.
+pub(crate) trait TakeData<'de> {
+    type Data;
+
+    fn data<A: MapAccess<'de>>(&self, map: &mut A) -> Result<Self::Data, A::Error>;
+
+    fn other<A: MapAccess<'de>>(&self, map: &mut A) -> Result<(), A::Error>;
+}
+
+/// `data` as its JSON text ([`decode_raw`]).
+struct AsRawValue;
+
+impl<'de> TakeData<'de> for AsRawValue {
+    type Data = &'de RawValue;
+
+    fn data<A: MapAccess<'de>>(&self, map: &mut A) -> Result<&'de RawValue, A::Error> {
+        map.next_value()
+    }
+
+    fn other<A: MapAccess<'de>>(&self, map: &mut A) -> Result<(), A::Error> {
+        map.next_value::<IgnoredAny>().map(|_| ())
+    }
+}
+
+/// A record value's envelope, its `data` taken by `T`.
+pub(crate) struct EnvelopeVisitor<T>(pub(crate) T);
+
+impl<'de, T: TakeData<'de>> Visitor<'de> for EnvelopeVisitor<T> {
+    type Value = Envelope<'de, T::Data>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an event object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut e = Envelope::default();
+        let mut e = Envelope { id: None, event_type: None, key: None, ts: None, received_at: None, data: None };
         while let Some(key) = map.next_key::<FieldName<'de>>()? {
             let slot = match &*key.0 {
                 "id" => &mut e.id,
@@ -198,9 +247,12 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                 "key" => &mut e.key,
                 "ts" => &mut e.ts,
                 "received_at" => &mut e.received_at,
-                "data" => &mut e.data,
+                "data" => {
+                    e.data = Some(self.0.data(&mut map)?);
+                    continue;
+                }
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    self.0.other(&mut map)?;
                     continue;
                 }
             };
@@ -211,7 +263,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
 }
 
 /// An object key, borrowed when it has no escapes.
-struct FieldName<'de>(Cow<'de, str>);
+pub(crate) struct FieldName<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> de::Deserialize<'de> for FieldName<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
