@@ -14,13 +14,14 @@
 use std::{borrow::Cow, fmt, ops::Range};
 
 use chrono::{DateTime, Utc};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::{value::RawValue, Map, Value};
 use uuid::Uuid;
 
 use crate::{
     event::{optional_id, optional_timestamp, to_micros, CommonFields},
     numbers::numbers_fit_numeric,
+    scan::{not_raw_value_key, DataSeed},
     wire::{self, Rejection},
 };
 
@@ -224,7 +225,7 @@ impl<'de> TakeData<'de> for AsRawValue {
     }
 
     fn other<A: MapAccess<'de>>(&self, map: &mut A) -> Result<(), A::Error> {
-        map.next_value::<IgnoredAny>().map(|_| ())
+        map.next_value_seed(DataSeed::beside_data())
     }
 }
 
@@ -241,6 +242,7 @@ impl<'de, T: TakeData<'de>> Visitor<'de> for EnvelopeVisitor<T> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut e = Envelope { id: None, event_type: None, key: None, ts: None, received_at: None, data: None };
         while let Some(key) = map.next_key::<FieldName<'de>>()? {
+            not_raw_value_key(&key.0)?;
             let slot = match &*key.0 {
                 "id" => &mut e.id,
                 "type" => &mut e.event_type,
@@ -401,6 +403,15 @@ mod tests {
             format!(r#"{{"id":"{id}","type":"x","ts":"nope"}}"#),
             format!(r#"{{"id":"{id}","type":"x","received_at":"0000-01-01T00:00:00Z"}}"#),
             format!(r#"{{"id":"{id}","type":"x","extra":{{"deep":[1,{{"a":null}}]}}}}"#),
+            // An unknown field is parsed by the tree decoder: refused by its rules, NUL taken.
+            format!(r#"{{"id":"{id}","type":"x","extra":1e400}}"#),
+            format!(r#"{{"id":"{id}","type":"x","extra":["\ud800"]}}"#),
+            format!(r#"{{"id":"{id}","type":"x","extra":{}1{}}}"#, "[".repeat(127), "]".repeat(127)),
+            format!(r#"{{"id":"{id}","type":"x","extra":{}1{}}}"#, "[".repeat(126), "]".repeat(126)),
+            format!(r#"{{"id":"{id}","type":"x","extra":{{"\u0000":"\u0000"}}}}"#),
+            // The key serde_json's Value reads as a raw value.
+            format!(r#"{{"$serde_json::private::RawValue":"1","id":"{id}","type":"x"}}"#),
+            format!(r#"{{"id":"{id}","type":"x","extra":{{"$serde_json::private::RawValue":"1e400"}}}}"#),
             format!(r#"{{"id":"{id}","type":"x"}} trailing"#),
             r#"{"type":"x"}"#.to_owned(),
             "[]".to_owned(),
@@ -408,6 +419,10 @@ mod tests {
         ] {
             agrees(value.as_bytes());
         }
+        let mut invalid_utf8 = format!(r#"{{"id":"{id}","type":"x","extra":"ab"}}"#).into_bytes();
+        let at = invalid_utf8.len() - 3;
+        invalid_utf8[at] = 0xff;
+        agrees(&invalid_utf8);
     }
 
     #[test]
