@@ -112,44 +112,9 @@ pub(crate) struct CommonFields {
 
 impl CommonFields {
     pub(crate) fn take(obj: &mut Map<String, Value>) -> Result<Self, EventError> {
-        let event_type = match obj.remove("type") {
-            None | Some(Value::Null) => {
-                return Err(EventError::field("type", "missing field `type`: every event needs a type"))
-            }
-            Some(Value::String(s)) => s,
-            Some(other) => {
-                return Err(EventError::field("type", format!("`type` must be a string, got {}", json_kind(&other))))
-            }
-        };
-        let type_chars = event_type.chars().count();
-        if type_chars == 0 || type_chars > MAX_TYPE_CHARS {
-            return Err(EventError::field(
-                "type",
-                format!("`type` must be 1 to {MAX_TYPE_CHARS} characters, got {type_chars}"),
-            ));
-        }
-        check_no_nul("type", &event_type)?;
-
-        let key = match obj.remove("key") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => {
-                let chars = s.chars().count();
-                if chars > MAX_KEY_CHARS {
-                    return Err(EventError::field(
-                        "key",
-                        format!("`key` must be at most {MAX_KEY_CHARS} characters, got {chars}"),
-                    ));
-                }
-                check_no_nul("key", &s)?;
-                Some(s)
-            }
-            Some(other) => {
-                return Err(EventError::field("key", format!("`key` must be a string, got {}", json_kind(&other))))
-            }
-        };
-
+        let event_type = event_type(obj.remove("type"))?;
+        let key = optional_key(obj.remove("key"))?;
         let ts = optional_timestamp("ts", obj.remove("ts"))?;
-
         let data = match obj.remove("data") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => {
@@ -171,6 +136,47 @@ impl CommonFields {
             }
         };
         Ok(Self { event_type, key, ts, data })
+    }
+}
+
+/// `type`: a string of 1 to [`MAX_TYPE_CHARS`] characters without NUL.
+pub(crate) fn event_type(value: Option<Value>) -> Result<String, EventError> {
+    let event_type = match value {
+        None | Some(Value::Null) => {
+            return Err(EventError::field("type", "missing field `type`: every event needs a type"))
+        }
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            return Err(EventError::field("type", format!("`type` must be a string, got {}", json_kind(&other))))
+        }
+    };
+    let type_chars = event_type.chars().count();
+    if type_chars == 0 || type_chars > MAX_TYPE_CHARS {
+        return Err(EventError::field(
+            "type",
+            format!("`type` must be 1 to {MAX_TYPE_CHARS} characters, got {type_chars}"),
+        ));
+    }
+    check_no_nul("type", &event_type)?;
+    Ok(event_type)
+}
+
+/// `key`: absent, null, or a string of at most [`MAX_KEY_CHARS`] characters without NUL.
+pub(crate) fn optional_key(value: Option<Value>) -> Result<Option<String>, EventError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let chars = s.chars().count();
+            if chars > MAX_KEY_CHARS {
+                return Err(EventError::field(
+                    "key",
+                    format!("`key` must be at most {MAX_KEY_CHARS} characters, got {chars}"),
+                ));
+            }
+            check_no_nul("key", &s)?;
+            Ok(Some(s))
+        }
+        Some(other) => Err(EventError::field("key", format!("`key` must be a string, got {}", json_kind(&other)))),
     }
 }
 

@@ -15,11 +15,11 @@ use std::{borrow::Cow, fmt, ops::Range};
 
 use chrono::{DateTime, Utc};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_json::{value::RawValue, Map, Value};
+use serde_json::{value::RawValue, Value};
 use uuid::Uuid;
 
 use crate::{
-    event::{optional_id, optional_timestamp, to_micros, CommonFields},
+    event::{event_type, optional_id, optional_key, optional_timestamp, to_micros},
     numbers::numbers_fit_numeric,
     scan::{not_raw_value_key, DataSeed},
     wire::{self, Rejection},
@@ -94,7 +94,7 @@ pub fn decode_raw(
 /// written: `crate::numbers`; the tree decoder reads those as doubles, as it always did).
 fn fast(bytes: &[u8], record_ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<RawEvent> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let envelope = de.deserialize_map(EnvelopeVisitor(AsRawValue)).ok()?;
+    let mut envelope = de.deserialize_map(EnvelopeVisitor(AsRawValue)).ok()?;
     de.end().ok()?;
     let small = envelope.small_fields(record_ts, now)?;
     let data = match envelope.data {
@@ -159,14 +159,15 @@ fn jsonb_takes(text: &str) -> bool {
     !pending_high
 }
 
-/// The envelope's fields: the small ones as raw JSON, `data` as its [`TakeData`] takes it; a
-/// repeated field keeps its last value (as the tree does).
-pub(crate) struct Envelope<'a, D> {
-    id: Option<&'a RawValue>,
-    event_type: Option<&'a RawValue>,
-    key: Option<&'a RawValue>,
-    ts: Option<&'a RawValue>,
-    received_at: Option<&'a RawValue>,
+/// The envelope's fields: the small ones as values (parsed as the tree parses them, so that
+/// what it refuses in them, even in a repeated field's earlier value, fails here too), `data`
+/// as its [`TakeData`] takes it; a repeated field keeps its last value (as the tree does).
+pub(crate) struct Envelope<D> {
+    id: Option<Value>,
+    event_type: Option<Value>,
+    key: Option<Value>,
+    ts: Option<Value>,
+    received_at: Option<Value>,
     pub(crate) data: Option<D>,
 }
 
@@ -180,26 +181,21 @@ pub(crate) struct SmallFields {
     pub(crate) received_at: DateTime<Utc>,
 }
 
-impl<D> Envelope<'_, D> {
-    /// The small fields, or None when the tree decoder would refuse one of them (it says why).
-    pub(crate) fn small_fields(&self, record_ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<SmallFields> {
-        // The small fields go through the tree decoder's own checks.
-        let small = |raw: Option<&RawValue>| raw.map(|r| serde_json::from_str::<Value>(r.get())).transpose().ok();
-        let id = optional_id(small(self.id)?).ok()??;
-        let mut obj = Map::new();
-        for (name, raw) in [("type", self.event_type), ("key", self.key), ("ts", self.ts)] {
-            if let Some(value) = small(raw)? {
-                obj.insert(name.to_owned(), value);
-            }
-        }
-        let fields = CommonFields::take(&mut obj).ok()?;
-        let received_at = optional_timestamp("received_at", small(self.received_at)?).ok()?;
+impl<D> Envelope<D> {
+    /// The small fields (taken out), or None when the tree decoder would refuse one of them
+    /// (it says why).
+    pub(crate) fn small_fields(&mut self, record_ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<SmallFields> {
+        let id = optional_id(self.id.take()).ok()??;
+        let event_type = event_type(self.event_type.take()).ok()?;
+        let key = optional_key(self.key.take()).ok()?;
+        let ts = optional_timestamp("ts", self.ts.take()).ok()?;
+        let received_at = optional_timestamp("received_at", self.received_at.take()).ok()?;
         let fallback = to_micros(record_ts.unwrap_or(now));
         Some(SmallFields {
             id,
-            event_type: fields.event_type,
-            key: fields.key,
-            ts: fields.ts.unwrap_or(fallback),
+            event_type,
+            key,
+            ts: ts.unwrap_or(fallback),
             received_at: received_at.unwrap_or(fallback),
         })
     }
@@ -233,7 +229,7 @@ impl<'de> TakeData<'de> for AsRawValue {
 pub(crate) struct EnvelopeVisitor<T>(pub(crate) T);
 
 impl<'de, T: TakeData<'de>> Visitor<'de> for EnvelopeVisitor<T> {
-    type Value = Envelope<'de, T::Data>;
+    type Value = Envelope<T::Data>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an event object")
@@ -258,7 +254,7 @@ impl<'de, T: TakeData<'de>> Visitor<'de> for EnvelopeVisitor<T> {
                     continue;
                 }
             };
-            *slot = Some(map.next_value::<&'de RawValue>()?);
+            *slot = Some(map.next_value()?);
         }
         Ok(e)
     }
@@ -411,6 +407,10 @@ mod tests {
             format!(r#"{{"id":"{id}","type":"x","extra":{{"\u0000":"\u0000"}}}}"#),
             // The key serde_json's Value reads as a raw value.
             format!(r#"{{"$serde_json::private::RawValue":"1","id":"{id}","type":"x"}}"#),
+            // A repeated field's earlier value is parsed (and refused) by the tree decoder.
+            format!(r#"{{"id":"{id}","type":1e400,"type":"x"}}"#),
+            format!(r#"{{"id":"{id}","type":"x","key":"\udc00","key":"k"}}"#),
+            format!(r#"{{"id":"{id}","type":"x","ts":{}1{},"ts":null}}"#, "[".repeat(127), "]".repeat(127)),
             format!(r#"{{"id":"{id}","type":"x","extra":{{"$serde_json::private::RawValue":"1e400"}}}}"#),
             format!(r#"{{"id":"{id}","type":"x"}} trailing"#),
             r#"{"type":"x"}"#.to_owned(),
