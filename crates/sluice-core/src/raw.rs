@@ -15,11 +15,11 @@ use std::{borrow::Cow, fmt, ops::Range};
 
 use chrono::{DateTime, Utc};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_json::{value::RawValue, Value};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::{
-    event::{event_type, optional_id, optional_key, optional_timestamp, to_micros},
+    event::{check_key, check_type, parse_id, parse_timestamp, to_micros},
     numbers::numbers_fit_numeric,
     scan::{not_raw_value_key, DataSeed},
     wire::{self, Rejection},
@@ -159,15 +159,14 @@ fn jsonb_takes(text: &str) -> bool {
     !pending_high
 }
 
-/// The envelope's fields: the small ones as values (parsed as the tree parses them, so that
-/// what it refuses in them, even in a repeated field's earlier value, fails here too), `data`
-/// as its [`TakeData`] takes it; a repeated field keeps its last value (as the tree does).
-pub(crate) struct Envelope<D> {
-    id: Option<Value>,
-    event_type: Option<Value>,
-    key: Option<Value>,
-    ts: Option<Value>,
-    received_at: Option<Value>,
+/// The envelope's fields: the small ones as [`Small`] values, `data` as its [`TakeData`] takes
+/// it; a repeated field keeps its last value (as the tree does).
+pub(crate) struct Envelope<'a, D> {
+    id: Small<'a>,
+    event_type: Small<'a>,
+    key: Small<'a>,
+    ts: Small<'a>,
+    received_at: Small<'a>,
     pub(crate) data: Option<D>,
 }
 
@@ -181,23 +180,86 @@ pub(crate) struct SmallFields {
     pub(crate) received_at: DateTime<Utc>,
 }
 
-impl<D> Envelope<D> {
+impl<D> Envelope<'_, D> {
     /// The small fields (taken out), or None when the tree decoder would refuse one of them
     /// (it says why).
     pub(crate) fn small_fields(&mut self, record_ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<SmallFields> {
-        let id = optional_id(self.id.take()).ok()??;
-        let event_type = event_type(self.event_type.take()).ok()?;
-        let key = optional_key(self.key.take()).ok()?;
-        let ts = optional_timestamp("ts", self.ts.take()).ok()?;
-        let received_at = optional_timestamp("received_at", self.received_at.take()).ok()?;
+        let Small::Str(id) = &self.id else { return None };
+        let id = parse_id(id).ok()?;
+        let Small::Str(event_type) = std::mem::take(&mut self.event_type) else { return None };
+        check_type(&event_type).ok()?;
+        let key = match std::mem::take(&mut self.key) {
+            Small::Str(key) => Some(check_key(&key).map(|()| key.into_owned()).ok()?),
+            Small::Null => None,
+            Small::Other => return None,
+        };
+        let timestamp = |field, value: &Small<'_>| match value {
+            Small::Str(s) => parse_timestamp(field, s).ok().map(Some),
+            Small::Null => Some(None),
+            Small::Other => None,
+        };
+        let ts = timestamp("ts", &self.ts)?;
+        let received_at = timestamp("received_at", &self.received_at)?;
         let fallback = to_micros(record_ts.unwrap_or(now));
         Some(SmallFields {
             id,
-            event_type,
+            event_type: event_type.into_owned(),
             key,
             ts: ts.unwrap_or(fallback),
             received_at: received_at.unwrap_or(fallback),
         })
+    }
+}
+
+/// A small field's value as the checks need it: a string (borrowed when it has no escapes),
+/// null (or absent: the same to the tree decoder), or anything else, which every small field
+/// refuses but which is walked as the tree parses it (a later repeated field may replace it;
+/// what the tree cannot parse fails the envelope).
+#[derive(Default)]
+enum Small<'de> {
+    Str(Cow<'de, str>),
+    #[default]
+    Null,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Small<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Small<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Small::Null)
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Small::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Small::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Small::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Small::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Small::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Small::Other)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                DataSeed::beside_data().visit_seq(seq).map(|()| Small::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                DataSeed::beside_data().visit_map(map).map(|()| Small::Other)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -229,14 +291,21 @@ impl<'de> TakeData<'de> for AsRawValue {
 pub(crate) struct EnvelopeVisitor<T>(pub(crate) T);
 
 impl<'de, T: TakeData<'de>> Visitor<'de> for EnvelopeVisitor<T> {
-    type Value = Envelope<T::Data>;
+    type Value = Envelope<'de, T::Data>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an event object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut e = Envelope { id: None, event_type: None, key: None, ts: None, received_at: None, data: None };
+        let mut e = Envelope {
+            id: Small::Null,
+            event_type: Small::Null,
+            key: Small::Null,
+            ts: Small::Null,
+            received_at: Small::Null,
+            data: None,
+        };
         while let Some(key) = map.next_key::<FieldName<'de>>()? {
             not_raw_value_key(&key.0)?;
             let slot = match &*key.0 {
@@ -254,7 +323,7 @@ impl<'de, T: TakeData<'de>> Visitor<'de> for EnvelopeVisitor<T> {
                     continue;
                 }
             };
-            *slot = Some(map.next_value()?);
+            *slot = map.next_value()?;
         }
         Ok(e)
     }
@@ -287,7 +356,7 @@ mod tests {
     use super::*;
     use crate::Event;
     use proptest::prelude::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     /// The byte-by-byte version `jsonb_takes` replaced (memchr now skips to each escape).
     fn jsonb_takes_bytewise(text: &str) -> bool {
