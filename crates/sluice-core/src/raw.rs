@@ -2,7 +2,9 @@
 //!
 //! The envelope's small fields are validated by the same rules (and with the same messages) as
 //! [`wire::decode`](crate::wire::decode); `data` is kept as the byte range of its JSON text in
-//! the record value, scanned (not parsed into a tree) for what `jsonb` refuses.
+//! the record value, scanned (not parsed into a tree) for what `jsonb` refuses. The envelope
+//! visitor is shared with the routes' decoder (`crate::pruned`), which takes `data` its own way
+//! (`TakeData`); both walk an unknown field's value as the tree decoder parses it.
 //!
 //! Invariants:
 //! - every record [`wire::decode`](crate::wire::decode) refuses is refused here with the same
