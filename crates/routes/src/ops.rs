@@ -3,12 +3,16 @@
 
 use std::sync::Arc;
 
-use sluice_core::Event;
+use sluice_core::{
+    data_paths::{DataPaths, Step},
+    Event,
+};
 
 use crate::{
     compare::Version,
     file::{Mode, RoutesFile},
     mapping::{ColumnInfo, MappingError, ResolveError, ResolvedRoute, Row},
+    path::{Path, Segment},
     sql::{Statement, StatementKind},
     statements::Statements,
 };
@@ -78,6 +82,10 @@ pub struct ResolvedRoutes {
     pub file: RoutesFile,
     /// `routes[i]` resolves `file.routes[i]`.
     pub routes: Vec<ResolvedRoute>,
+    /// The paths into `data` the routes' columns read: all the sinker's decoder builds of an
+    /// event's `data` (`sluice_core::pruned`); [`Self::ops_for_event`] gives the same
+    /// operations for the pruned event as for the whole one.
+    pub data_paths: DataPaths,
     /// Each statement built once (see `statements.rs`).
     statements: Statements,
 }
@@ -104,7 +112,8 @@ impl ResolvedRoutes {
         }
         if errors.is_empty() {
             let statements = Statements::new(routes.len());
-            Ok(Self { file, routes, statements })
+            let data_paths = data_paths(&file);
+            Ok(Self { file, routes, data_paths, statements })
         } else {
             Err(errors)
         }
@@ -199,10 +208,25 @@ impl ResolvedRoutes {
     }
 }
 
+/// The paths into `data` some route's column reads (a column's default reads nothing).
+fn data_paths(file: &RoutesFile) -> DataPaths {
+    let mut paths = DataPaths::new();
+    for column in file.routes.iter().flat_map(|route| &route.columns) {
+        if let Path::Data(segments) = &column.path {
+            paths.add(segments.iter().map(|segment| match segment {
+                Segment::Field(name) => Step::Field(name),
+                Segment::Index(i) => Step::Index(*i),
+            }));
+        }
+    }
+    paths
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::{testutil::typed_event, types::ColumnType};
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn info(ty: &str) -> ColumnInfo {
@@ -258,6 +282,89 @@ order_id = "data.order_id"
             ],
         )
         .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// Routes with one jsonb column per path (so a row shows exactly what each path found),
+    /// for every type.
+    fn reading(paths: &[String]) -> ResolvedRoutes {
+        let columns: String =
+            paths.iter().enumerate().map(|(i, path)| format!("c{i} = {}\n", toml_string(path))).collect();
+        let file = RoutesFile::parse(&format!(
+            "[[route]]\nname = \"r\"\ntypes = [\"*\"]\ntable = \"t\"\n[route.columns]\nid = \"id\"\n{columns}"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let info = std::iter::once(info("uuid")).chain(paths.iter().map(|_| info("jsonb"))).collect();
+        ResolvedRoutes::resolve(file, vec![info]).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn toml_string(s: &str) -> String {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+
+    fn pruned(routes: &ResolvedRoutes, data: serde_json::Value) -> serde_json::Value {
+        let mut event = typed_event("t", data, None);
+        routes.data_paths.prune(&mut event.data);
+        serde_json::Value::Object(event.data)
+    }
+
+    #[test]
+    fn the_decoder_builds_only_what_routes_read() {
+        let data = json!({"order_id": 1, "status": "paid", "v": 2, "note": "x", "lines": [1, 2]});
+        assert_eq!(pruned(&shop(), data), json!({"order_id": 1, "status": "paid", "v": 2}));
+        let routes =
+            reading(&["data.items[1].sku".into(), "data.\"odd key\".x".into(), "type".into(), "data.items[0]".into()]);
+        assert!(!routes.data_paths.whole());
+        let data =
+            json!({"items": [{"sku": "a", "n": 1}, {"sku": "b", "n": 2}, {}], "odd key": {"x": 1, "y": 2}, "z": 3});
+        assert_eq!(pruned(&routes, data), json!({"items": [{"sku": "a", "n": 1}, {"sku": "b"}], "odd key": {"x": 1}}));
+        assert!(reading(&["data.n".into(), "data".into()]).data_paths.whole());
+    }
+
+    fn data_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(json!(null)),
+            any::<bool>().prop_map(|b| json!(b)),
+            any::<i32>().prop_map(|n| json!(n)),
+            "[a-z]{0,3}".prop_map(|s| json!(s)),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(prop_oneof![Just("a"), Just("b"), Just("odd key")], inner, 0..3)
+                    .prop_map(|m| json!(m)),
+            ]
+        })
+    }
+
+    fn data_path() -> impl Strategy<Value = String> {
+        let segment = prop_oneof![
+            Just(".a".to_owned()),
+            Just(".b".to_owned()),
+            Just(".\"odd key\"".to_owned()),
+            (0usize..3).prop_map(|i| format!("[{i}]")),
+        ];
+        prop_oneof![
+            20 => (prop_oneof![Just(".a"), Just(".b"), Just(".\"odd key\"")], prop::collection::vec(segment, 0..3))
+                .prop_map(|(first, rest)| format!("data{first}{}", rest.concat())),
+            1 => Just("data".to_owned()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// The routes' operations for an event whose `data` is pruned to their paths are those
+        /// for the whole event.
+        #[test]
+        fn pruned_events_map_as_whole_ones(
+            data in prop::collection::btree_map(prop_oneof![Just("a"), Just("b"), Just("odd key"), Just("c")], data_value(), 0..4),
+            paths in prop::collection::vec(data_path(), 1..5),
+        ) {
+            let routes = reading(&paths);
+            let whole = typed_event("t", json!(data), None);
+            let mut pruned = whole.clone();
+            routes.data_paths.prune(&mut pruned.data);
+            prop_assert_eq!(routes.ops_for_event(1, &pruned), routes.ops_for_event(1, &whole));
+        }
     }
 
     fn values(row: &Row) -> Vec<Option<&str>> {

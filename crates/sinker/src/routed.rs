@@ -16,7 +16,7 @@ use std::{collections::BTreeMap, ops::Range};
 
 use chrono::{DateTime, Utc};
 use rdkafka::{message::OwnedMessage, Message};
-use sluice_core::{wire, RejectReason, Rejection};
+use sluice_core::{pruned::decode_pruned, RejectReason, Rejection};
 use sluice_routes::{combine, sql, Mode, Op, RecordError, ResolvedRoutes, StatementKind};
 use sqlx::{PgConnection, Row as _};
 
@@ -100,7 +100,9 @@ pub fn record_ops(
             routes.ops_for_tombstone(offset, key)
         }
         (payload, _) => {
-            let event = wire::decode(payload, record_time, now, max_event_bytes)?;
+            // `data` built only where the routes' paths read it, in one pass (refused as
+            // `wire::decode` refuses; the same operations as for the whole event).
+            let event = decode_pruned(payload, record_time, now, max_event_bytes, &routes.data_paths)?;
             routes.ops_for_event(offset, &event)
         }
     };

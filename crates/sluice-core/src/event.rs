@@ -112,44 +112,9 @@ pub(crate) struct CommonFields {
 
 impl CommonFields {
     pub(crate) fn take(obj: &mut Map<String, Value>) -> Result<Self, EventError> {
-        let event_type = match obj.remove("type") {
-            None | Some(Value::Null) => {
-                return Err(EventError::field("type", "missing field `type`: every event needs a type"))
-            }
-            Some(Value::String(s)) => s,
-            Some(other) => {
-                return Err(EventError::field("type", format!("`type` must be a string, got {}", json_kind(&other))))
-            }
-        };
-        let type_chars = event_type.chars().count();
-        if type_chars == 0 || type_chars > MAX_TYPE_CHARS {
-            return Err(EventError::field(
-                "type",
-                format!("`type` must be 1 to {MAX_TYPE_CHARS} characters, got {type_chars}"),
-            ));
-        }
-        check_no_nul("type", &event_type)?;
-
-        let key = match obj.remove("key") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => {
-                let chars = s.chars().count();
-                if chars > MAX_KEY_CHARS {
-                    return Err(EventError::field(
-                        "key",
-                        format!("`key` must be at most {MAX_KEY_CHARS} characters, got {chars}"),
-                    ));
-                }
-                check_no_nul("key", &s)?;
-                Some(s)
-            }
-            Some(other) => {
-                return Err(EventError::field("key", format!("`key` must be a string, got {}", json_kind(&other))))
-            }
-        };
-
+        let event_type = event_type(obj.remove("type"))?;
+        let key = optional_key(obj.remove("key"))?;
         let ts = optional_timestamp("ts", obj.remove("ts"))?;
-
         let data = match obj.remove("data") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => {
@@ -174,17 +139,58 @@ impl CommonFields {
     }
 }
 
+/// `type`: a string of 1 to [`MAX_TYPE_CHARS`] characters without NUL.
+pub(crate) fn event_type(value: Option<Value>) -> Result<String, EventError> {
+    match value {
+        None | Some(Value::Null) => Err(EventError::field("type", "missing field `type`: every event needs a type")),
+        Some(Value::String(s)) => check_type(&s).map(|()| s),
+        Some(other) => Err(EventError::field("type", format!("`type` must be a string, got {}", json_kind(&other)))),
+    }
+}
+
+/// [`event_type`]'s rules for a string.
+pub(crate) fn check_type(event_type: &str) -> Result<(), EventError> {
+    let type_chars = event_type.chars().count();
+    if type_chars == 0 || type_chars > MAX_TYPE_CHARS {
+        return Err(EventError::field(
+            "type",
+            format!("`type` must be 1 to {MAX_TYPE_CHARS} characters, got {type_chars}"),
+        ));
+    }
+    check_no_nul("type", event_type)
+}
+
+/// `key`: absent, null, or a string of at most [`MAX_KEY_CHARS`] characters without NUL.
+pub(crate) fn optional_key(value: Option<Value>) -> Result<Option<String>, EventError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => check_key(&s).map(|()| Some(s)),
+        Some(other) => Err(EventError::field("key", format!("`key` must be a string, got {}", json_kind(&other)))),
+    }
+}
+
+/// [`optional_key`]'s rules for a string.
+pub(crate) fn check_key(key: &str) -> Result<(), EventError> {
+    let chars = key.chars().count();
+    if chars > MAX_KEY_CHARS {
+        return Err(EventError::field("key", format!("`key` must be at most {MAX_KEY_CHARS} characters, got {chars}")));
+    }
+    check_no_nul("key", key)
+}
+
 pub(crate) fn optional_id(value: Option<Value>) -> Result<Option<Uuid>, EventError> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Uuid::parse_str(&s).map(Some).map_err(|_| {
-            EventError::field(
-                "id",
-                format!("`id` must be a UUID (e.g. 0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b), got {s:?}"),
-            )
-        }),
+        Some(Value::String(s)) => parse_id(&s).map(Some),
         Some(other) => Err(EventError::field("id", format!("`id` must be a UUID string, got {}", json_kind(&other)))),
     }
+}
+
+/// [`optional_id`]'s rules for a string.
+pub(crate) fn parse_id(s: &str) -> Result<Uuid, EventError> {
+    Uuid::parse_str(s).map_err(|_| {
+        EventError::field("id", format!("`id` must be a UUID (e.g. 0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b), got {s:?}"))
+    })
 }
 
 pub(crate) fn optional_timestamp(
@@ -193,25 +199,28 @@ pub(crate) fn optional_timestamp(
 ) -> Result<Option<DateTime<Utc>>, EventError> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => {
-            let parsed = DateTime::parse_from_rfc3339(&s).map_err(|_| {
-                EventError::field(
-                    field,
-                    format!("`{field}` must be an RFC 3339 timestamp (e.g. 2026-01-31T12:00:00Z), got {s:?}"),
-                )
-            })?;
-            storable(parsed.with_timezone(&Utc)).map(Some).ok_or_else(|| {
-                EventError::field(
-                    field,
-                    format!("`{field}` must be between {MIN_TS} and {MAX_TS} once converted to UTC, got {s:?}"),
-                )
-            })
-        }
+        Some(Value::String(s)) => parse_timestamp(field, &s).map(Some),
         Some(other) => Err(EventError::field(
             field,
             format!("`{field}` must be an RFC 3339 timestamp string, got {}", json_kind(&other)),
         )),
     }
+}
+
+/// [`optional_timestamp`]'s rules for a string.
+pub(crate) fn parse_timestamp(field: &'static str, s: &str) -> Result<DateTime<Utc>, EventError> {
+    let parsed = DateTime::parse_from_rfc3339(s).map_err(|_| {
+        EventError::field(
+            field,
+            format!("`{field}` must be an RFC 3339 timestamp (e.g. 2026-01-31T12:00:00Z), got {s:?}"),
+        )
+    })?;
+    storable(parsed.with_timezone(&Utc)).ok_or_else(|| {
+        EventError::field(
+            field,
+            format!("`{field}` must be between {MIN_TS} and {MAX_TS} once converted to UTC, got {s:?}"),
+        )
+    })
 }
 
 /// A timestamp as the row stores it, or None when the wire format (a four-digit year) and

@@ -1,12 +1,15 @@
 //! What the gateway and the sinker share: the event and its validation ([`event`]), the Kafka
 //! wire format ([`wire`]) and the fast path that validates and encodes an event without a tree
-//! ([`scan`]), Kafka client settings ([`kafka`]), and process plumbing (logging,
+//! ([`scan`]), the routes' decoder that builds only the parts of `data` routes read ([`pruned`],
+//! [`data_paths`]), Kafka client settings ([`kafka`]), and process plumbing (logging,
 //! shutdown, metrics rendering, secret redaction, how a task ended).
 
+pub mod data_paths;
 pub mod event;
 pub mod kafka;
 pub mod metrics;
 pub mod numbers;
+pub mod pruned;
 pub mod raw;
 pub mod scan;
 pub mod secret;

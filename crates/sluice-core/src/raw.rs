@@ -2,7 +2,9 @@
 //!
 //! The envelope's small fields are validated by the same rules (and with the same messages) as
 //! [`wire::decode`](crate::wire::decode); `data` is kept as the byte range of its JSON text in
-//! the record value, scanned (not parsed into a tree) for what `jsonb` refuses.
+//! the record value, scanned (not parsed into a tree) for what `jsonb` refuses. The envelope
+//! visitor is shared with the routes' decoder (`crate::pruned`), which takes `data` its own way
+//! (`TakeData`); both walk an unknown field's value as the tree decoder parses it.
 //!
 //! Invariants:
 //! - every record [`wire::decode`](crate::wire::decode) refuses is refused here with the same
@@ -14,13 +16,14 @@
 use std::{borrow::Cow, fmt, ops::Range};
 
 use chrono::{DateTime, Utc};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::{value::RawValue, Map, Value};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::{
-    event::{optional_id, optional_timestamp, to_micros, CommonFields},
+    event::{check_key, check_type, parse_id, parse_timestamp, to_micros},
     numbers::numbers_fit_numeric,
+    scan::{not_raw_value_key, DataSeed},
     wire::{self, Rejection},
 };
 
@@ -93,19 +96,9 @@ pub fn decode_raw(
 /// written: `crate::numbers`; the tree decoder reads those as doubles, as it always did).
 fn fast(bytes: &[u8], record_ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<RawEvent> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let envelope = de.deserialize_map(EnvelopeVisitor).ok()?;
+    let mut envelope = de.deserialize_map(EnvelopeVisitor(AsRawValue)).ok()?;
     de.end().ok()?;
-    // The small fields go through the tree decoder's own checks.
-    let small = |raw: Option<&RawValue>| raw.map(|r| serde_json::from_str::<Value>(r.get())).transpose().ok();
-    let id = optional_id(small(envelope.id)?).ok()??;
-    let mut obj = Map::new();
-    for (name, raw) in [("type", envelope.event_type), ("key", envelope.key), ("ts", envelope.ts)] {
-        if let Some(value) = small(raw)? {
-            obj.insert(name.to_owned(), value);
-        }
-    }
-    let fields = CommonFields::take(&mut obj).ok()?;
-    let received_at = optional_timestamp("received_at", small(envelope.received_at)?).ok()?;
+    let small = envelope.small_fields(record_ts, now)?;
     let data = match envelope.data {
         None => RawData::Empty,
         Some(raw) => {
@@ -120,13 +113,12 @@ fn fast(bytes: &[u8], record_ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> O
             }
         }
     };
-    let fallback = to_micros(record_ts.unwrap_or(now));
     Some(RawEvent {
-        id,
-        event_type: fields.event_type,
-        key: fields.key,
-        ts: fields.ts.unwrap_or(fallback),
-        received_at: received_at.unwrap_or(fallback),
+        id: small.id,
+        event_type: small.event_type,
+        key: small.key,
+        ts: small.ts,
+        received_at: small.received_at,
         data,
     })
 }
@@ -169,49 +161,178 @@ fn jsonb_takes(text: &str) -> bool {
     !pending_high
 }
 
-/// The envelope's fields as raw JSON; a repeated field keeps its last value (as the tree does).
-#[derive(Default)]
-struct Envelope<'a> {
-    id: Option<&'a RawValue>,
-    event_type: Option<&'a RawValue>,
-    key: Option<&'a RawValue>,
-    ts: Option<&'a RawValue>,
-    received_at: Option<&'a RawValue>,
-    data: Option<&'a RawValue>,
+/// The envelope's fields: the small ones as [`Small`] values, `data` as its [`TakeData`] takes
+/// it; a repeated field keeps its last value (as the tree does).
+pub(crate) struct Envelope<'a, D> {
+    id: Small<'a>,
+    event_type: Small<'a>,
+    key: Small<'a>,
+    ts: Small<'a>,
+    received_at: Small<'a>,
+    pub(crate) data: Option<D>,
 }
 
-struct EnvelopeVisitor;
+/// An envelope's fields but `data`, validated by the tree decoder's own rules (the defaults
+/// applied: `ts` and `received_at` from the record's timestamp, else `now`).
+pub(crate) struct SmallFields {
+    pub(crate) id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) key: Option<String>,
+    pub(crate) ts: DateTime<Utc>,
+    pub(crate) received_at: DateTime<Utc>,
+}
 
-impl<'de> Visitor<'de> for EnvelopeVisitor {
-    type Value = Envelope<'de>;
+impl<D> Envelope<'_, D> {
+    /// The small fields (taken out), or None when the tree decoder would refuse one of them
+    /// (it says why).
+    pub(crate) fn small_fields(&mut self, record_ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<SmallFields> {
+        let Small::Str(id) = &self.id else { return None };
+        let id = parse_id(id).ok()?;
+        let Small::Str(event_type) = std::mem::take(&mut self.event_type) else { return None };
+        check_type(&event_type).ok()?;
+        let key = match std::mem::take(&mut self.key) {
+            Small::Str(key) => Some(check_key(&key).map(|()| key.into_owned()).ok()?),
+            Small::Null => None,
+            Small::Other => return None,
+        };
+        let timestamp = |field, value: &Small<'_>| match value {
+            Small::Str(s) => parse_timestamp(field, s).ok().map(Some),
+            Small::Null => Some(None),
+            Small::Other => None,
+        };
+        let ts = timestamp("ts", &self.ts)?;
+        let received_at = timestamp("received_at", &self.received_at)?;
+        let fallback = to_micros(record_ts.unwrap_or(now));
+        Some(SmallFields {
+            id,
+            event_type: event_type.into_owned(),
+            key,
+            ts: ts.unwrap_or(fallback),
+            received_at: received_at.unwrap_or(fallback),
+        })
+    }
+}
+
+/// A small field's value as the checks need it: a string (borrowed when it has no escapes),
+/// null (or absent: the same to the tree decoder), or anything else, which every small field
+/// refuses but which is walked as the tree parses it (a later repeated field may replace it;
+/// what the tree cannot parse fails the envelope).
+#[derive(Default)]
+enum Small<'de> {
+    Str(Cow<'de, str>),
+    #[default]
+    Null,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Small<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Small<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Small::Null)
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Small::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Small::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Small::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Small::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Small::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Small::Other)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                DataSeed::beside_data().visit_seq(seq).map(|()| Small::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                DataSeed::beside_data().visit_map(map).map(|()| Small::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// How [`EnvelopeVisitor`] takes `data`'s value, and skips the value of a field it does not know.
+pub(crate) trait TakeData<'de> {
+    type Data;
+
+    fn data<A: MapAccess<'de>>(&self, map: &mut A) -> Result<Self::Data, A::Error>;
+
+    fn other<A: MapAccess<'de>>(&self, map: &mut A) -> Result<(), A::Error>;
+}
+
+/// `data` as its JSON text ([`decode_raw`]).
+struct AsRawValue;
+
+impl<'de> TakeData<'de> for AsRawValue {
+    type Data = &'de RawValue;
+
+    fn data<A: MapAccess<'de>>(&self, map: &mut A) -> Result<&'de RawValue, A::Error> {
+        map.next_value()
+    }
+
+    fn other<A: MapAccess<'de>>(&self, map: &mut A) -> Result<(), A::Error> {
+        map.next_value_seed(DataSeed::beside_data())
+    }
+}
+
+/// A record value's envelope, its `data` taken by `T`.
+pub(crate) struct EnvelopeVisitor<T>(pub(crate) T);
+
+impl<'de, T: TakeData<'de>> Visitor<'de> for EnvelopeVisitor<T> {
+    type Value = Envelope<'de, T::Data>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an event object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut e = Envelope::default();
+        let mut e = Envelope {
+            id: Small::Null,
+            event_type: Small::Null,
+            key: Small::Null,
+            ts: Small::Null,
+            received_at: Small::Null,
+            data: None,
+        };
         while let Some(key) = map.next_key::<FieldName<'de>>()? {
+            not_raw_value_key(&key.0)?;
             let slot = match &*key.0 {
                 "id" => &mut e.id,
                 "type" => &mut e.event_type,
                 "key" => &mut e.key,
                 "ts" => &mut e.ts,
                 "received_at" => &mut e.received_at,
-                "data" => &mut e.data,
+                "data" => {
+                    e.data = Some(self.0.data(&mut map)?);
+                    continue;
+                }
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    self.0.other(&mut map)?;
                     continue;
                 }
             };
-            *slot = Some(map.next_value::<&'de RawValue>()?);
+            *slot = map.next_value()?;
         }
         Ok(e)
     }
 }
 
 /// An object key, borrowed when it has no escapes.
-struct FieldName<'de>(Cow<'de, str>);
+pub(crate) struct FieldName<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> de::Deserialize<'de> for FieldName<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -237,7 +358,7 @@ mod tests {
     use super::*;
     use crate::Event;
     use proptest::prelude::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     /// The byte-by-byte version `jsonb_takes` replaced (memchr now skips to each escape).
     fn jsonb_takes_bytewise(text: &str) -> bool {
@@ -349,6 +470,19 @@ mod tests {
             format!(r#"{{"id":"{id}","type":"x","ts":"nope"}}"#),
             format!(r#"{{"id":"{id}","type":"x","received_at":"0000-01-01T00:00:00Z"}}"#),
             format!(r#"{{"id":"{id}","type":"x","extra":{{"deep":[1,{{"a":null}}]}}}}"#),
+            // An unknown field is parsed by the tree decoder: refused by its rules, NUL taken.
+            format!(r#"{{"id":"{id}","type":"x","extra":1e400}}"#),
+            format!(r#"{{"id":"{id}","type":"x","extra":["\ud800"]}}"#),
+            format!(r#"{{"id":"{id}","type":"x","extra":{}1{}}}"#, "[".repeat(127), "]".repeat(127)),
+            format!(r#"{{"id":"{id}","type":"x","extra":{}1{}}}"#, "[".repeat(126), "]".repeat(126)),
+            format!(r#"{{"id":"{id}","type":"x","extra":{{"\u0000":"\u0000"}}}}"#),
+            // The key serde_json's Value reads as a raw value.
+            format!(r#"{{"$serde_json::private::RawValue":"1","id":"{id}","type":"x"}}"#),
+            // A repeated field's earlier value is parsed (and refused) by the tree decoder.
+            format!(r#"{{"id":"{id}","type":1e400,"type":"x"}}"#),
+            format!(r#"{{"id":"{id}","type":"x","key":"\udc00","key":"k"}}"#),
+            format!(r#"{{"id":"{id}","type":"x","ts":{}1{},"ts":null}}"#, "[".repeat(127), "]".repeat(127)),
+            format!(r#"{{"id":"{id}","type":"x","extra":{{"$serde_json::private::RawValue":"1e400"}}}}"#),
             format!(r#"{{"id":"{id}","type":"x"}} trailing"#),
             r#"{"type":"x"}"#.to_owned(),
             "[]".to_owned(),
@@ -356,6 +490,10 @@ mod tests {
         ] {
             agrees(value.as_bytes());
         }
+        let mut invalid_utf8 = format!(r#"{{"id":"{id}","type":"x","extra":"ab"}}"#).into_bytes();
+        let at = invalid_utf8.len() - 3;
+        invalid_utf8[at] = 0xff;
+        agrees(&invalid_utf8);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use uuid::Uuid;
 use crate::{
     event::{storable, to_micros, MAX_KEY_CHARS, MAX_TYPE_CHARS},
     numbers::numbers_fit_numeric,
-    wire::MAX_DATA_DEPTH,
+    wire::{MAX_DATA_DEPTH, RAW_VALUE_KEY},
     Event,
 };
 
@@ -95,7 +95,7 @@ impl<'a> ApiEvent<'a> {
                 if !text.starts_with('{') {
                     return None;
                 }
-                DataSeed { depth: 0 }.deserialize(&mut serde_json::Deserializer::from_str(text)).ok()?;
+                DataSeed::at(0).deserialize(&mut serde_json::Deserializer::from_str(text)).ok()?;
                 // Kept as written, so every number must be one PostgreSQL stores as written.
                 if !numbers_fit_numeric(text.as_bytes()) {
                     return None;
@@ -324,11 +324,37 @@ impl Visitor<'_> for FieldName {
 }
 
 /// Walks a value inside `data` without keeping it: every string and number is decoded (as the
-/// tree would), containers are counted (`data` itself is depth 1), NULs are refused. (serde's
+/// tree would), containers are counted (`data` itself is depth 1), NULs are refused, and so is
+/// an object with the key `Value` reads as a raw value ([`RAW_VALUE_KEY`]). (serde's
 /// `IgnoredAny` and the `RawValue` split skip values without decoding them: they would let a
 /// number out of a double's range or a lone surrogate through, which the sinker cannot read.)
-struct DataSeed {
+///
+/// Also skips the value of a record's unknown field ([`DataSeed::beside_data`]), which the
+/// tree decoder parses (and refuses by the same rules) but for NULs, which it takes there.
+#[derive(Clone, Copy)]
+pub(crate) struct DataSeed {
     depth: usize,
+    nul_refused: bool,
+}
+
+impl DataSeed {
+    /// A value nested in `depth` containers of `data` (`data` itself is 0, its fields 1).
+    pub(crate) fn at(depth: usize) -> Self {
+        Self { depth, nul_refused: true }
+    }
+
+    /// The value of a field of the record beside `data` (as deep as `data` itself), where a
+    /// NUL is allowed.
+    pub(crate) fn beside_data() -> Self {
+        Self { depth: 0, nul_refused: false }
+    }
+
+    fn check<E: de::Error>(self, s: &str) -> Result<(), E> {
+        if self.nul_refused {
+            no_nul(s)?;
+        }
+        Ok(())
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for DataSeed {
@@ -372,19 +398,19 @@ impl<'de> Visitor<'de> for DataSeed {
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        no_nul(s)
+        self.check(s)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let depth = deeper(self.depth)?;
-        while seq.next_element_seed(DataSeed { depth })?.is_some() {}
+        let inner = Self { depth: deeper(self.depth)?, ..self };
+        while seq.next_element_seed(inner)?.is_some() {}
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let depth = deeper(self.depth)?;
-        while map.next_key_seed(KeySeed)?.is_some() {
-            map.next_value_seed(DataSeed { depth })?;
+        let inner = Self { depth: deeper(self.depth)?, ..self };
+        while map.next_key_seed(KeySeed { nul_refused: self.nul_refused })?.is_some() {
+            map.next_value_seed(inner)?;
         }
         Ok(())
     }
@@ -397,15 +423,25 @@ fn deeper<E: de::Error>(depth: usize) -> Result<usize, E> {
     Ok(depth + 1)
 }
 
-fn no_nul<E: de::Error>(s: &str) -> Result<(), E> {
+pub(crate) fn no_nul<E: de::Error>(s: &str) -> Result<(), E> {
     if s.contains('\0') {
         return Err(E::custom("NUL"));
     }
     Ok(())
 }
 
-/// An object key inside `data`: decoded, refused when it holds a NUL.
-struct KeySeed;
+/// Refuses [`RAW_VALUE_KEY`], which the tree decoder does not read as an object key.
+pub(crate) fn not_raw_value_key<E: de::Error>(key: &str) -> Result<(), E> {
+    if key == RAW_VALUE_KEY {
+        return Err(E::custom("a raw value key"));
+    }
+    Ok(())
+}
+
+/// An object key inside `data`: decoded, refused when it holds a NUL or is [`RAW_VALUE_KEY`].
+struct KeySeed {
+    nul_refused: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
     type Value = ();
@@ -422,12 +458,15 @@ impl<'de> Visitor<'de> for KeySeed {
         f.write_str("an object key")
     }
 
-    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<(), E> {
-        Ok(())
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<(), E> {
+        not_raw_value_key(s)
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        no_nul(s)
+        if self.nul_refused {
+            no_nul(s)?;
+        }
+        not_raw_value_key(s)
     }
 }
 
@@ -674,6 +713,8 @@ mod tests {
             // Numbers serde_json reads as 0 that PostgreSQL's numeric refuses as written.
             r#"{"type":"t","data":{"a":1e-16384}}"#,
             r#"{"type":"t","data":{"a":[0e1073741823]}}"#,
+            // What the tree reads as raw JSON (here a number out of range).
+            r#"{"type":"t","data":{"a":{"$serde_json::private::RawValue":"1e400"}}}"#,
         ] {
             assert_eq!(ApiEvent::scan(text, now), None, "{text}");
         }

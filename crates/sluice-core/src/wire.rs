@@ -25,6 +25,13 @@ pub const MAX_RECORD_DEPTH: usize = 127;
 /// producer must refuse deeper data: the sinker could not read the record (`not_json`).
 pub const MAX_DATA_DEPTH: usize = MAX_RECORD_DEPTH - 1;
 
+/// The object key serde_json's `Value` reads as a raw value when it comes first in an object
+/// (its `raw_value` feature, which this crate turns on, does it): to [`decode`],
+/// `{"$serde_json::private::RawValue": "[1]"}` is the array `[1]`, and the string must be JSON.
+/// The decoders that do not build the tree leave any object with this key to [`decode`]
+/// (`raw_value_key_is_read_as_json` pins it, so a serde_json that changes it fails the tests).
+pub(crate) const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
+
 /// How deeply a JSON value nests arrays and objects: 0 for a scalar, 1 for `[]`, `{"a": 1}`,
 /// 2 for `[[1]]`. Iterative, so any value can be measured, however deep.
 pub fn depth(value: &Value) -> usize {
@@ -324,6 +331,19 @@ mod tests {
         // The same limit for any value serde_json reads: MAX_RECORD_DEPTH containers.
         assert!(serde_json::from_str::<Value>(&nested(MAX_RECORD_DEPTH)).is_ok());
         assert!(serde_json::from_str::<Value>(&nested(MAX_RECORD_DEPTH + 1)).is_err());
+    }
+
+    #[test]
+    fn raw_value_key_is_read_as_json() {
+        let id = "0190b7a4-6b1e-7c4e-9f3a-2d1c5e8f9a0b";
+        let now = t("2026-01-01T00:00:00Z");
+        let record = |inner: &str| {
+            format!(r#"{{"id":"{id}","type":"t","data":{{"a":{{"{RAW_VALUE_KEY}":{}}}}}}}"#, json!(inner))
+        };
+        let event = decode(Some(record("[1]").as_bytes()), None, now, 1 << 20).expect("decodes");
+        assert_eq!(event.data["a"], json!([1]));
+        let refused = decode(Some(record("1e400").as_bytes()), None, now, 1 << 20).expect_err("out of range");
+        assert_eq!(refused.reason, RejectReason::NotJson);
     }
 
     #[test]
