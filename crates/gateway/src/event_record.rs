@@ -80,6 +80,17 @@ fn tree(
     at: Position,
     received_at: DateTime<Utc>,
 ) -> Result<Outgoing, ApiError> {
+    if sluice_core::raw_value_key::holds_raw_value_key(raw.get()) {
+        // serde_json reads such an object as embedded JSON text: it cannot be stored as sent.
+        return Err(ApiError::InvalidEvent {
+            message: at.prefix(&format!(
+                "the object key `{}` cannot be stored as sent (it is read as embedded JSON); rename it",
+                sluice_core::raw_value_key::KEY
+            )),
+            at,
+            column: None,
+        });
+    }
     let value = body::value(raw, at, max_event_bytes)?;
     let event = Event::from_api(value, received_at).map_err(|e| ApiError::InvalidEvent {
         message: at.prefix(&e.message),
@@ -222,6 +233,29 @@ who = { path = "data.who", type = "text", required = true }
         for text in [text, padded.as_str()] {
             let record = record(300, None, &raw(text), Position::Index(0), Utc::now()).expect("accepted");
             assert!(String::from_utf8_lossy(&record.value).contains("[1e9,1e9,"), "data as sent");
+        }
+    }
+
+    /// A hostile review's case: serde_json reads an object whose first key is its raw-value
+    /// token as embedded JSON, so such an event could not be stored as sent: refused, wherever
+    /// the key is and however it is written.
+    #[test]
+    fn the_raw_value_key_is_refused_anywhere_in_the_event() {
+        for text in [
+            r#"{"type":"t","data":{"a":{"x":1,"$serde_json::private::RawValue":"[1]"}}}"#,
+            r#"{"type":"t","data":{"a":{"$serde_json::private::RawValue":"1e400"}}}"#,
+            r#"{"type":"t","data":{"b":[{"\u0024serde_json::private::RawValue":2}]}}"#,
+        ] {
+            match record(1 << 20, None, &raw(text), Position::Index(3), Utc::now()) {
+                Err(ApiError::InvalidEvent { message, .. }) => assert_eq!(
+                    message,
+                    "event 3: the object key `$serde_json::private::RawValue` cannot be stored as sent (it is read \
+                     as embedded JSON); rename it",
+                    "{text}"
+                ),
+                Err(other) => panic!("{text}: {other:?}"),
+                Ok(_) => panic!("{text}: accepted"),
+            }
         }
     }
 }

@@ -88,7 +88,7 @@ impl Node {
     /// How many items of an array here a pruned `data` keeps: up to the last index a path
     /// goes on into.
     pub(crate) fn items_kept(&self) -> usize {
-        self.indices.last().map_or(0, |(i, _)| i + 1)
+        self.indices.last().map_or(0, |(i, _)| i.saturating_add(1))
     }
 
     fn child(&mut self, step: Step<'_>) -> &mut Node {

@@ -1,6 +1,6 @@
 //! What the gateway and the sinker share: the event and its validation ([`event`]), the Kafka
 //! wire format ([`wire`]) and the fast path that validates and encodes an event without a tree
-//! ([`scan`]), the routes' decoder that builds only the parts of `data` routes read ([`pruned`],
+//! ([`scan`]; [`raw_value_key`]: the one key it cannot store), the routes' decoder that builds only the parts of `data` routes read ([`pruned`],
 //! [`data_paths`]), Kafka client settings ([`kafka`]), and process plumbing (logging,
 //! shutdown, metrics rendering, secret redaction, how a task ended).
 
@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod numbers;
 pub mod pruned;
 pub mod raw;
+pub mod raw_value_key;
 pub mod scan;
 pub mod secret;
 pub mod shutdown;

@@ -8,7 +8,11 @@
 //!
 //! Invariants:
 //! - every record [`wire::decode`](crate::wire::decode) refuses is refused here with the same
-//!   reason and detail (a record the fast path does not take is decoded by `wire::decode`);
+//!   reason and detail (a record the fast path does not take is decoded by `wire::decode`),
+//!   except for what only the tree refuses inside `data`, which `jsonb` stores as sent: numbers
+//!   beyond a double's range, nesting deeper than `MAX_DATA_DEPTH`, an invalid earlier `data`
+//!   that a repeated `data` replaces, and [`RAW_VALUE_KEY`](crate::raw_value_key::KEY) (the
+//!   gateway refuses all of these, so only records from other producers carry them);
 //! - every record decoded here is decoded by `wire::decode` to the same id, type, key and
 //!   timestamps, and to a `data` whose JSON is equal, except that numbers keep the digits they
 //!   were written with (the tree rounds them to a double, and refuses beyond its range).
