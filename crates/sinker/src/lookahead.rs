@@ -1,4 +1,5 @@
-//! A partition's next inputs, read and decoded while its current batch is being written.
+//! A partition's next inputs, read and decoded while its current batch is being written
+//! (`--read-ahead`, off by default: BENCHMARKS.md, "Overlap").
 //!
 //! A worker writes one batch at a time; while that batch's transaction waits on the database,
 //! the worker keeps reading its inbox into a [`Lookahead`] and decodes the records there (the

@@ -91,15 +91,16 @@ pub struct Prepared {
     pub commit_seconds: f64,
     /// Records whose decoding was done ahead, while an earlier batch was being written.
     pub decoded_ahead: usize,
-    /// Without routes, with binary COPY: the batch's `events` COPY stream, encoded once.
+    /// Without routes, with binary COPY: the batch's `events` COPY stream when it was encoded
+    /// ahead (kept for the batch's retries).
     pub copy_stream: Option<Vec<u8>>,
     /// Whether `copy_stream` was encoded ahead, while an earlier batch was being written.
     pub encoded_ahead: bool,
 }
 
 impl Prepared {
-    /// The batch of these records (in offset order), decoding those not decoded yet, and
-    /// encoding its COPY stream unless `ahead` is the stream of exactly these records.
+    /// The batch of these records (in offset order), decoding those not decoded yet, with the
+    /// COPY stream encoded ahead when `ahead` is the stream of exactly these records.
     pub fn new(incoming: Vec<Incoming>, shared: &Shared, position: Option<i64>, ahead: Option<Encoded>) -> Self {
         let ahead = ahead.filter(|encoded| encoded.fits(&incoming)).map(|encoded| encoded.stream);
         let now = Utc::now();
@@ -125,7 +126,7 @@ impl Prepared {
         }
         let first = records.first().map_or(0, |m| m.offset());
         let to = records.last().map_or(first, |m| m.offset() + 1);
-        let mut prepared = Self {
+        Self {
             from: position.unwrap_or(first).min(first),
             to,
             records,
@@ -138,15 +139,11 @@ impl Prepared {
             commit_seconds: 0.0,
             decoded_ahead,
             encoded_ahead: ahead.is_some(),
-            copy_stream: None,
-        };
-        if shared.routes.is_none()
-            && shared.insert_method == store::InsertMethod::BinaryCopy
-            && !prepared.events.is_empty()
-        {
-            prepared.copy_stream = Some(ahead.unwrap_or_else(|| store::encode_events(&prepared.event_rows())));
+            // Without a stream encoded ahead, the batch is encoded inside its transaction, at
+            // each attempt: a batch waiting for a connection holds no stream (up to
+            // `--batch-bytes` each, per partition).
+            copy_stream: ahead,
         }
-        prepared
     }
 
     /// The units written: events, or records with operations.
