@@ -72,7 +72,7 @@ impl Lookahead {
     }
 
     /// Takes in an input read from the inbox, decoding it if it is a record.
-    pub fn take_in(&mut self, mut input: Option<WorkerInput>, shared: &Shared) {
+    fn take_in(&mut self, mut input: Option<WorkerInput>, shared: &Shared) {
         match &mut input {
             Some(WorkerInput::Record(record)) => {
                 self.records += 1;
@@ -88,8 +88,9 @@ impl Lookahead {
         self.inputs.push_back(input);
     }
 
-    /// Takes in what the inbox holds already, while there is room (see [`Self::has_room`]).
-    pub fn take_queued(&mut self, inbox: &mut mpsc::UnboundedReceiver<WorkerInput>, shared: &Shared, rows: usize) {
+    /// Takes in what the inbox holds already, while there is room (see [`Self::has_room`]);
+    /// once a whole batch is ahead, encodes it too.
+    pub fn read(&mut self, inbox: &mut mpsc::UnboundedReceiver<WorkerInput>, shared: &Shared, rows: usize) {
         while self.has_room(rows, shared.policy.max_bytes) {
             match inbox.try_recv() {
                 Ok(input) => self.take_in(Some(input), shared),
@@ -97,6 +98,7 @@ impl Lookahead {
                 Err(mpsc::error::TryRecvError::Disconnected) => self.take_in(None, shared),
             }
         }
+        self.encode(shared);
     }
 
     /// The oldest input read ahead, if any (`Some(None)`: the inbox ended).
@@ -112,7 +114,7 @@ impl Lookahead {
 
     /// Encodes the `events` COPY stream of every record read ahead (binary COPY without routes),
     /// unless an input other than a record is among them, or a stream is encoded already.
-    pub fn encode(&mut self, shared: &Shared) {
+    fn encode(&mut self, shared: &Shared) {
         if self.encoded.is_some() || shared.routes.is_some() || shared.insert_method != InsertMethod::BinaryCopy {
             return;
         }

@@ -304,31 +304,7 @@ impl PartitionWorker {
                     }
                 }
             }
-            let attempt = {
-                // With --read-ahead, while the database works on this batch, the next inputs are
-                // read and their records decoded (lookahead.rs); they are acted on, in order,
-                // afterwards.
-                let write = write(&self.shared, self.partition, self.fence, &mut batch);
-                tokio::pin!(write);
-                let rows = self.shared.sizer.target().min(self.shared.policy.max_rows);
-                // The inbox is read on a short period, not on every record's arrival: one
-                // wake-up per period, not one per record.
-                let mut period = tokio::time::interval(LOOKAHEAD_PERIOD);
-                period.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        result = &mut write => break Some(result),
-                        () = self.abandon.cancelled() => break None,
-                        _ = period.tick(), if self.shared.read_ahead && self.ahead.has_room(rows, self.shared.policy.max_bytes) => {
-                            self.ahead.take_queued(&mut self.inbox, &self.shared, rows);
-                            if !self.ahead.has_room(rows, self.shared.policy.max_bytes) {
-                                // A whole batch is ahead: encode it too.
-                                self.ahead.encode(&self.shared);
-                            }
-                        }
-                    }
-                }
-            };
+            let attempt = self.attempt(&mut batch).await;
             match attempt {
                 None => {
                     self.give_up(batch.records.len());
@@ -419,6 +395,33 @@ impl PartitionWorker {
                         () = tokio::time::sleep(delay) => {}
                         () = self.abandon.cancelled() => {}
                     }
+                }
+            }
+        }
+    }
+
+    /// One write attempt of `batch`, None when the worker is told to abandon it meanwhile.
+    /// With `--read-ahead`, while the database works on it, the next inputs are read and their
+    /// records decoded (lookahead.rs), on a short period rather than on each record's arrival;
+    /// they are acted on, in order, afterwards.
+    async fn attempt(&mut self, batch: &mut Prepared) -> Option<Result<Written, WriteError>> {
+        let write = write(&self.shared, self.partition, self.fence, batch);
+        if !self.shared.read_ahead {
+            return tokio::select! {
+                result = write => Some(result),
+                () = self.abandon.cancelled() => None,
+            };
+        }
+        tokio::pin!(write);
+        let rows = self.shared.sizer.target().min(self.shared.policy.max_rows);
+        let mut period = tokio::time::interval(LOOKAHEAD_PERIOD);
+        period.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                result = &mut write => return Some(result),
+                () = self.abandon.cancelled() => return None,
+                _ = period.tick(), if self.ahead.has_room(rows, self.shared.policy.max_bytes) => {
+                    self.ahead.read(&mut self.inbox, &self.shared, rows);
                 }
             }
         }

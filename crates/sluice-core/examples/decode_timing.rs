@@ -12,51 +12,22 @@
 
 use std::{hint::black_box, time::Instant};
 
-use chrono::{DateTime, Utc};
-use serde_json::json;
+use chrono::Utc;
 use sluice_core::{
     data_paths::{DataPaths, Step},
     pruned::decode_pruned,
-    wire, Event,
+    wire,
 };
+
+#[path = "../tests/support/decode_records.rs"]
+mod decode_records;
+
+use decode_records::{paths, records};
 
 const RECORDS: usize = 1000;
 /// Passes over the records per timing: short timings, many rounds, so that a neighbour's load
 /// falls on every decoder alike (and the medians leave it out).
 const PASSES: usize = 4;
-
-fn records() -> Vec<Vec<u8>> {
-    let received_at = DateTime::parse_from_rfc3339("2026-01-01T00:00:00.000002Z").map(|t| t.with_timezone(&Utc));
-    let received_at = received_at.unwrap_or_default();
-    (0..RECORDS)
-        .map(|n| {
-            let mut data = json!({
-                "user": uuid::Uuid::new_v4(),
-                "n": n,
-                "amount": format!("{}.{:02}", n % 100_000, n % 100),
-                "label": format!("label {}", n % 1000),
-                "at": "2026-01-01T00:00:00Z",
-                "attrs": {"n": n % 7, "tags": ["a", "b"], "pad": ""},
-                "customer": {"id": n * 7, "tier": "gold"},
-                "ok": n % 2 == 0,
-            });
-            let len = serde_json::to_string(&data).map_or(0, |s| s.len());
-            data["attrs"]["pad"] = json!("p".repeat(256usize.saturating_sub(len)));
-            let event =
-                Event::from_api(json!({"type": "bench.order", "key": format!("u{n}"), "data": data}), received_at)
-                    .unwrap_or_else(|e| panic!("{e}"));
-            wire::encode(&event).1
-        })
-        .collect()
-}
-
-fn paths(list: &[&[Step<'_>]]) -> DataPaths {
-    let mut paths = DataPaths::new();
-    for steps in list {
-        paths.add(steps.iter().copied());
-    }
-    paths
-}
 
 /// A decoder: whether it decoded the record.
 type Decoder<'a> = Box<dyn Fn(&[u8]) -> bool + 'a>;
@@ -86,7 +57,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn main() {
     use Step::{Field as F, Index as I};
     let rounds: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(61);
-    let records = records();
+    let records = records(RECORDS);
     let data_bytes = {
         let event = wire::decode(Some(&records[0]), None, Utc::now(), 1 << 20).unwrap_or_else(|r| panic!("{r:?}"));
         serde_json::to_string(&event.data).map_or(0, |s| s.len())

@@ -3,54 +3,20 @@
 //! in this binary: the counts are process-wide). Each decoded event is dropped, as the sinker
 //! drops it once its operations are built.
 //!
-//! The records are `examples/decode_timing.rs`'s: the gateway's, 256 bytes of `data` in eight
-//! top-level fields, two of them nested.
+//! The records are `support/decode_records.rs`'s, shared with `examples/decode_timing.rs`.
 
-use chrono::{DateTime, Utc};
-use serde_json::json;
-use sluice_core::{
-    data_paths::{DataPaths, Step},
-    pruned::decode_pruned,
-    wire, Event,
-};
+use chrono::Utc;
+use sluice_core::{data_paths::Step, pruned::decode_pruned, wire};
+
+#[path = "support/decode_records.rs"]
+mod decode_records;
+
+use decode_records::{paths, records};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
 const RECORDS: usize = 200;
-
-fn records() -> Vec<Vec<u8>> {
-    let received_at =
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00.000002Z").map(|t| t.with_timezone(&Utc)).unwrap_or_default();
-    (0..RECORDS)
-        .map(|n| {
-            let mut data = json!({
-                "user": uuid::Uuid::new_v4(),
-                "n": n,
-                "amount": format!("{}.{:02}", n % 100_000, n % 100),
-                "label": format!("label {}", n % 1000),
-                "at": "2026-01-01T00:00:00Z",
-                "attrs": {"n": n % 7, "tags": ["a", "b"], "pad": ""},
-                "customer": {"id": n * 7, "tier": "gold"},
-                "ok": n % 2 == 0,
-            });
-            let len = serde_json::to_string(&data).map_or(0, |s| s.len());
-            data["attrs"]["pad"] = json!("p".repeat(256usize.saturating_sub(len)));
-            let event =
-                Event::from_api(json!({"type": "bench.order", "key": format!("u{n}"), "data": data}), received_at)
-                    .unwrap_or_else(|e| panic!("{e}"));
-            wire::encode(&event).1
-        })
-        .collect()
-}
-
-fn paths(list: &[&[Step<'_>]]) -> DataPaths {
-    let mut paths = DataPaths::new();
-    for steps in list {
-        paths.add(steps.iter().copied());
-    }
-    paths
-}
 
 /// Allocations (blocks) per record of one decoder.
 fn blocks_per_record(records: &[Vec<u8>], decode: impl Fn(&[u8]) -> bool) -> f64 {
@@ -65,7 +31,7 @@ fn blocks_per_record(records: &[Vec<u8>], decode: impl Fn(&[u8]) -> bool) -> f64
 fn the_one_pass_allocates_only_what_routes_read() {
     use Step::{Field as F, Index as I};
     let _profiler = dhat::Profiler::builder().testing().build();
-    let records = records();
+    let records = records(RECORDS);
     let now = Utc::now();
     let tree = blocks_per_record(&records, |r| wire::decode(Some(r), None, now, 1 << 20).is_ok());
     let all = ["user", "n", "amount", "label", "at", "attrs", "customer", "ok"].map(|name| [F(name)]);
